@@ -1,0 +1,1 @@
+"""Benchmarks of otp-service against a hello-world ceiling: ``python -m bench`` (see README.md)."""

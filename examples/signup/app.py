@@ -1,0 +1,76 @@
+"""The demo host app: a sign-up page whose "create account" needs a verified phone number.
+
+It is an ordinary Flask app that adds otp-service the way any host would: one ``OtpGuard``, set up
+in the factory with ``init_app``. The guard mounts the JSON API under ``/otp`` (the page's script
+calls it for the captcha, the code and the verification) and protects ``POST /account`` with
+``verified_phone``: the form carries the token, which works once.
+
+Run it with ``python -m examples.signup.app`` or ``flask --app examples.signup.app run``; the
+code "sent" by the console gateway shows in the server's log (development only).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Blueprint, Flask, g, render_template, request
+
+from otp_service import OtpError, OtpGuard, OtpService, Settings
+from otp_service.core.phone import mask_phone
+
+PURPOSE = "signup"
+API_PREFIX = "/otp"
+MAX_NAME_LENGTH = 64
+
+
+def refused_page(error: OtpError) -> tuple[str, int]:
+    """Refusals of the protected pages as an HTML page, not the API's problem+json."""
+    return render_template("refused.html", error=error), error.status
+
+
+guard = OtpGuard(
+    url_prefix=API_PREFIX,
+    # The host keeps its own HTML error pages; only the API answers problem+json.
+    register_error_handlers=False,
+    token_locations=("form", "header"),
+    on_refused=refused_page,
+)
+
+pages = Blueprint("signup", __name__)
+
+
+@pages.get("/")
+def signup_form() -> str:
+    return render_template("signup.html", api_base=API_PREFIX, purpose=PURPOSE)
+
+
+@pages.post("/account")
+@guard.rate_limit("ip", "10/minute")
+@guard.verified_phone(purpose=PURPOSE, one_time=True)
+def create_account() -> str:
+    """A real app would create the user here; the number is proven, once."""
+    name = request.form.get("name", "").strip()[:MAX_NAME_LENGTH]
+    return render_template("welcome.html", name=name, phone=mask_phone(g.verified_phone))
+
+
+def create_demo_app(settings: Settings | None = None, **components: Any) -> Flask:
+    """The demo app.
+
+    :param settings: otp-service settings; from ``OTP_*`` environment variables when omitted.
+    :param components: adapters for :class:`OtpService` (``store``, ``gateway``,
+        ``captcha_renderer``, ``clock``, ``rng``, ``audit``), e.g. a test's recording gateway.
+    """
+    app = Flask(__name__)
+    service = OtpService(settings or Settings.from_env(), **components)
+    guard.init_app(app, service=service)
+    app.register_blueprint(pages)
+    return app
+
+
+#: The factory name ``flask --app examples.signup.app run`` looks for.
+create_app = create_demo_app
+
+
+if __name__ == "__main__":
+    create_demo_app().run(host="127.0.0.1", port=int(os.environ.get("PORT", "5000")))

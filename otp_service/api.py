@@ -1,0 +1,216 @@
+"""The HTTP API: thin JSON views over :class:`~otp_service.service.OtpService`.
+
+Each view validates its body (types, unknown fields), makes one service call and renders the
+result. Errors are raised, never rendered here: ``problems.py`` turns them into problem bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+
+from otp_service.core.client_ip import resolve_client_ip
+from otp_service.errors import InvalidRequest, StoreUnavailable, UnsupportedMediaType
+from otp_service.openapi import openapi_document
+from otp_service.problems import register_on_blueprint
+from otp_service.service import OtpService
+from otp_service.store import WindowUsage
+
+bp = Blueprint("otp", __name__)
+register_on_blueprint(bp)
+
+MAX_FIELD_LENGTH = 256
+
+
+def get_service() -> OtpService:
+    """The app's service.
+
+    :raises RuntimeError: neither ``create_app`` nor ``OtpGuard.init_app`` set this app up.
+    """
+    service = current_app.extensions.get("otp_service")
+    if not isinstance(service, OtpService):
+        raise RuntimeError("otp-service is not set up on this app: call OtpGuard.init_app(app)")
+    return service
+
+
+def client_ip() -> str | None:
+    """The client's address: the peer's, or ``X-Forwarded-For`` walked through trusted proxies.
+
+    Only a peer inside ``OTP_TRUSTED_PROXIES`` is believed about who it forwards for, so a client
+    cannot pick the address its IP and subnet limits count against
+    (:func:`~otp_service.core.client_ip.resolve_client_ip`).
+    """
+    return resolve_client_ip(
+        request.remote_addr,
+        request.headers.getlist("X-Forwarded-For"),
+        get_service().trusted_proxies,
+    )
+
+
+def rate_limit_headers(usage: WindowUsage | None) -> dict[str, str]:
+    """``RateLimit-Limit``/``-Remaining``/``-Reset`` for the caller's tightest window.
+
+    Reset is the whole seconds until the window's oldest counted request leaves it (one more
+    request fits again then). Empty without a known client address.
+    """
+    if usage is None:
+        return {}
+    return {
+        "RateLimit-Limit": str(usage.rule.amount),
+        "RateLimit-Remaining": str(usage.remaining),
+        "RateLimit-Reset": str(max(0, math.ceil(usage.reset_after))),
+    }
+
+
+def json_body(*, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The request's JSON object, checked: only known fields, strings (or booleans where named).
+
+    :raises UnsupportedMediaType: not ``application/json``.
+    :raises InvalidRequest: malformed JSON, not an object, unknown/missing/mistyped fields.
+    """
+    if not request.is_json:
+        raise UnsupportedMediaType("Send a JSON object with Content-Type: application/json.")
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        data = None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    unknown = sorted(set(data) - set(required) - set(optional))
+    if unknown:
+        raise InvalidRequest(f"Unknown fields: {', '.join(unknown)[:200]}.")
+    for name in required:
+        if data.get(name) is None:
+            raise InvalidRequest(f"{name}: required.", field=name)
+    for name, value in data.items():
+        if value is None or (name == "consume" and isinstance(value, bool)):
+            continue
+        if not isinstance(value, str) or len(value) > MAX_FIELD_LENGTH:
+            raise InvalidRequest(
+                f"{name}: expected a string of at most 256 characters.", field=name
+            )
+    return data
+
+
+@bp.post("/captcha")
+def create_captcha() -> tuple[Response, int]:
+    if request.content_length:
+        json_body(required=(), optional=("purpose",))
+    challenge = get_service().create_captcha(client_ip=client_ip())
+    image = base64.b64encode(challenge.image_png).decode()
+    body = {
+        "captcha_id": challenge.challenge_id,
+        "image": f"data:image/png;base64,{image}",
+        # url_for keeps the link right when a host app mounts the API under a prefix.
+        "image_url": url_for(".captcha_image", challenge_id=challenge.challenge_id),
+        "audio_url": url_for(".captcha_audio", challenge_id=challenge.challenge_id),
+        "expires_in": challenge.expires_in,
+    }
+    return jsonify(body), 201
+
+
+@bp.get("/captcha/<challenge_id>.png")
+def captcha_image(challenge_id: str) -> Response:
+    response = Response(get_service().captcha_image(challenge_id), mimetype="image/png")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/captcha/<challenge_id>.wav")
+def captcha_audio(challenge_id: str) -> Response:
+    """The same challenge spoken (accessibility); drawn on first request, then cached."""
+    response = Response(get_service().captcha_audio(challenge_id), mimetype="audio/wav")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/send-code")
+def send_code() -> tuple[Response, int]:
+    data = json_body(
+        required=("phone",), optional=("region", "purpose", "captcha_id", "captcha_answer")
+    )
+    receipt = get_service().send_code(
+        data["phone"],
+        purpose=data.get("purpose"),
+        region=data.get("region"),
+        client_ip=client_ip(),
+        captcha_id=data.get("captcha_id"),
+        captcha_answer=data.get("captcha_answer"),
+        idempotency_key=request.headers.get("Idempotency-Key"),
+    )
+    body = {
+        "status": "sent",
+        "phone": receipt.phone,
+        "purpose": receipt.purpose,
+        "expires_in": receipt.expires_in,
+        "resend_after": receipt.resend_after,
+    }
+    response = jsonify(body)
+    response.headers.update(rate_limit_headers(receipt.rate_limit))
+    return response, 202
+
+
+@bp.post("/verify")
+def verify() -> Response:
+    data = json_body(required=("phone", "code"), optional=("purpose", "region"))
+    approval = get_service().verify(
+        data["phone"],
+        data["code"],
+        purpose=data.get("purpose"),
+        region=data.get("region"),
+        client_ip=client_ip(),
+    )
+    return jsonify(
+        status="approved",
+        token=approval.token,
+        phone=approval.phone,
+        purpose=approval.purpose,
+        expires_in=approval.expires_in,
+    )
+
+
+@bp.post("/tokens/check")
+def check_token() -> Response:
+    data = json_body(required=("token",), optional=("purpose", "consume"))
+    claim = get_service().check_token(
+        data["token"],
+        purpose=data.get("purpose"),
+        consume=bool(data.get("consume")),
+        client_ip=client_ip(),
+    )
+    return jsonify(
+        phone=claim.phone,
+        purpose=claim.purpose,
+        verified_at=claim.verified_at,
+        expires_at=claim.expires_at,
+    )
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    try:
+        get_service().ready()
+    except StoreUnavailable:
+        raise StoreUnavailable("The state store is unreachable; not ready.") from None
+    return jsonify(status="ready")
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text; every gunicorn worker's values when ``PROMETHEUS_MULTIPROC_DIR`` is set."""
+    body, content_type = get_service().metrics.exposition()
+    return Response(body, content_type=content_type)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of the routes this app serves."""
+    return jsonify(openapi_document(current_app))

@@ -1,0 +1,84 @@
+"""``POST /callbacks/huawei/status`` and ``/uplink``: thin Flask views over :mod:`callbacks`.
+
+The service lives in ``current_app.extensions["otp_service"]`` (anything with ``settings``,
+``store`` and ``clock``). Errors are raised as :class:`~otp_service.errors.OtpError`s and
+rendered by the problem handlers registered on this blueprint; success is ``200`` with an
+empty body, as Huawei asks.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from flask import Blueprint, Response, current_app, request
+
+from otp_service.audit import AuditLog, Event
+from otp_service.callbacks import (
+    CallbackContext,
+    ReportOutcome,
+    UplinkOutcome,
+    handle_status_callback,
+    handle_uplink_callback,
+)
+from otp_service.problems import register_on_blueprint
+
+callbacks_bp = Blueprint("otp_callbacks", __name__)
+# Problems are rendered for these views whichever app mounts them (sidecar or host app).
+register_on_blueprint(callbacks_bp)
+
+
+def _context() -> CallbackContext:
+    return cast(CallbackContext, current_app.extensions["otp_service"])
+
+
+def _audit(ctx: CallbackContext) -> AuditLog | None:
+    audit = getattr(ctx, "audit", None)
+    return audit if isinstance(audit, AuditLog) else None
+
+
+@callbacks_bp.post("/callbacks/huawei/status")
+def huawei_status() -> Response:
+    """A per-request delivery report; the token rides in the ``statusCallback`` URL."""
+    ctx = _context()
+    outcome = handle_status_callback(
+        ctx, token=request.args.get("token"), body=request.get_data(cache=False)
+    )
+    _audit_report(ctx, outcome)
+    return Response(status=200)
+
+
+@callbacks_bp.post("/callbacks/huawei/uplink")
+def huawei_uplink() -> Response:
+    """An inbound SMS; the token rides in the uplink URL configured in Huawei's console."""
+    ctx = _context()
+    outcome = handle_uplink_callback(
+        ctx, token=request.args.get("token"), body=request.get_data(cache=False)
+    )
+    _audit_uplink(ctx, outcome)
+    return Response(status=200)
+
+
+def _audit_report(ctx: CallbackContext, outcome: ReportOutcome) -> None:
+    audit = _audit(ctx)
+    if audit is None:
+        return
+    event = Event("delivery_report", purpose=outcome.purpose)
+    event.details.update(
+        message_id=outcome.report.sms_msg_id,
+        status=outcome.report.status,
+        sequence=outcome.report.sequence,
+        suppressed=outcome.suppressed or None,
+    )
+    audit.record(event, "duplicate" if outcome.duplicate else "recorded")
+
+
+def _audit_uplink(ctx: CallbackContext, outcome: UplinkOutcome) -> None:
+    audit = _audit(ctx)
+    if audit is None:
+        return
+    event = Event("uplink", phone=outcome.e164)
+    event.details["message_id"] = outcome.message.sms_msg_id
+    outcome_name = (
+        "duplicate" if outcome.duplicate else "opted_out" if outcome.opted_out else "ignored"
+    )
+    audit.record(event, outcome_name)

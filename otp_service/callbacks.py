@@ -1,0 +1,534 @@
+"""Huawei's pushes to us: delivery reports (§4) and inbound SMS (§5), independent of Flask.
+
+Both pushes are forms the provider POSTs without authentication of its own, so every push must
+carry our shared secret (``OTP_CALLBACK_TOKEN``, as the ``token`` query parameter of the URL we
+hand out) and is compared in constant time. What a push may change is narrow:
+
+* a **status report** only updates the delivery state of a message we recorded as sent (unknown
+  ``smsMsgId`` → 404, nothing stored), and is idempotent on (``smsMsgId``, ``sequence``,
+  ``status``) because Huawei's redelivery behaviour is undocumented;
+* an **uplink** only ever *adds* a number to the suppression list, when its body is an opt-out
+  word (``TD``, ``T``, ``退订``, ``STOP``, ``UNSUBSCRIBE`` after NFKC and case folding).
+
+Every key written here has a TTL. Nothing stores or logs a full number: numbers become
+:func:`~otp_service.core.keys.phone_tag` values, and logs get the masked form.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Protocol
+from urllib.parse import parse_qsl
+
+import phonenumbers
+
+from otp_service.clock import Clock
+from otp_service.core.codes import derive_key
+from otp_service.core.keys import Keys, phone_tag
+from otp_service.core.phone import mask_phone
+from otp_service.errors import CallbackUnauthorized, InvalidPhone, InvalidRequest, NotFound
+from otp_service.settings import Settings
+from otp_service.store.base import Store
+
+log = logging.getLogger(__name__)
+
+#: Reports arrive at most 72 h after sending (§4.1); one more day covers clock skew and queues.
+DELIVERY_TTL = 4 * 86400
+#: Long enough to absorb any redelivery of the same inbound message.
+UPLINK_TTL = 7 * 86400
+#: The one status that means the handset got it (§4.3).
+DELIVERED = "DELIVRD"
+#: Intermediate statuses that must not overwrite a final one that arrived first.
+INTERMEDIATE = frozenset({"ACCEPTD"})
+#: Statuses that mean "this number does not want our messages" (§4.3): suppress it like a STOP.
+SUPPRESSING_STATUSES = frozenset(
+    {"BLACK", "TDBLACK", "TSBLACK", "MBBLACK", "SC:0003", "SC:0005", "SC:0016"}
+)
+#: Opt-out replies, compared after NFKC + casefold + trimming spaces and punctuation.
+OPTOUT_WORDS = frozenset({"td", "t", "退订", "stop", "unsubscribe"})
+
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9._-]{1,50}")
+_STATUS = re.compile(r"[A-Za-z0-9:_-]{1,32}")
+_SEGMENT = re.compile(r"[0-9]{1,2}")
+_UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_NUMBER = re.compile(r"\+?[0-9]{1,21}")
+MAX_FORM_BYTES = 8 * 1024
+
+
+class CallbackContext(Protocol):
+    """What the handlers need from the service (``OtpService`` has all three)."""
+
+    settings: Settings
+    store: Store
+    clock: Clock
+
+
+# -- authentication and parsing --------------------------------------------------------------
+
+
+def authenticate(settings: Settings, token: str | None) -> None:
+    """Accept the push only if it carries ``OTP_CALLBACK_TOKEN``.
+
+    :raises CallbackUnauthorized: no token configured (callbacks are off), or a wrong one.
+    """
+    expected = settings.callback_token
+    if not expected:
+        log.warning("provider callback refused: OTP_CALLBACK_TOKEN is not set")
+        raise CallbackUnauthorized("Provider callbacks are not enabled on this service.")
+    if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
+        log.warning("provider callback refused: wrong or missing token")
+        raise CallbackUnauthorized("The callback token is missing or wrong.")
+
+
+def parse_form(raw: bytes) -> dict[str, str]:
+    """Decode a form body; UTF-8 first, GB18030 as Huawei's domestic fallback.
+
+    :raises InvalidRequest: oversized, undecodable, or a field given twice (parameter pollution
+        is how a forged field would slip past a check on the first copy).
+    """
+    if len(raw) > MAX_FORM_BYTES:
+        raise InvalidRequest("The callback body is too large.")
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidRequest("The callback body must be URL-encoded.") from None
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, encoding=encoding, errors="strict")
+            break
+        except UnicodeDecodeError:
+            continue
+    else:  # pragma: no cover - gb18030 decodes any byte sequence
+        raise InvalidRequest("The callback body is not UTF-8.")
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            raise InvalidRequest(f"{name}: given more than once.")
+        form[name] = value
+    return form
+
+
+def _field(
+    form: Mapping[str, str], name: str, *, max_len: int, required: bool = False
+) -> str | None:
+    value = form.get(name)
+    if value is None or value == "":
+        if required:
+            raise InvalidRequest(f"{name}: required.")
+        return None
+    if len(value) > max_len:
+        raise InvalidRequest(f"{name}: at most {max_len} characters.")
+    return value
+
+
+def _matching(
+    form: Mapping[str, str], name: str, pattern: re.Pattern[str], **kw: bool
+) -> str | None:
+    value = _field(form, name, max_len=64, **kw)
+    if value is not None and not pattern.fullmatch(value):
+        raise InvalidRequest(f"{name}: unexpected format.")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """One delivery report (§4.1). ``to`` is present only when ``extend`` was sent."""
+
+    sms_msg_id: str
+    status: str
+    sequence: int = 1
+    total: int = 1
+    source: str | None = None
+    status_desc: str | None = None
+    update_time: str | None = None
+    extend: str | None = None
+    to: str | None = None
+    org_code: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status == DELIVERED
+
+
+def parse_status_report(form: Mapping[str, str]) -> StatusReport:
+    """Validate a status-report form field by field.
+
+    :raises InvalidRequest: a required field is missing or any field breaks its documented shape.
+    """
+    message_id = _matching(form, "smsMsgId", _MESSAGE_ID, required=True)
+    status = _matching(form, "status", _STATUS, required=True)
+    assert message_id is not None and status is not None  # noqa: S101 - required=True
+    total = int(_matching(form, "total", _SEGMENT) or "1")
+    sequence = int(_matching(form, "sequence", _SEGMENT) or "1")
+    if not 1 <= sequence <= max(total, 1) or total < 1:
+        raise InvalidRequest("sequence: must be between 1 and total.")
+    source = _field(form, "source", max_len=1)
+    if source is not None and source not in {"1", "2", "3"}:
+        raise InvalidRequest("source: expected 1, 2 or 3.")
+    to = _matching(form, "to", _NUMBER)
+    return StatusReport(
+        sms_msg_id=message_id,
+        status=status,
+        sequence=sequence,
+        total=total,
+        source=source,
+        status_desc=_field(form, "statusDesc", max_len=500),
+        update_time=_matching(form, "updateTime", _UTC_TIME),
+        extend=_field(form, "extend", max_len=128),
+        to=to,
+        org_code=_field(form, "orgCode", max_len=16),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkMessage:
+    """One inbound SMS (§5). ``sender`` is the user's number, ``to`` our channel number."""
+
+    sms_msg_id: str
+    sender: str
+    to: str
+    body: str
+    create_time: str | None = None
+
+
+def parse_uplink(form: Mapping[str, str]) -> UplinkMessage:
+    """Validate an uplink form; repairs a body that arrived as Latin-1 mojibake (§5).
+
+    :raises InvalidRequest: a required field is missing or malformed.
+    """
+    message_id = _matching(form, "smsMsgId", _MESSAGE_ID, required=True)
+    sender = _matching(form, "from", _NUMBER, required=True)
+    to = _field(form, "to", max_len=21, required=True)
+    body = _field(form, "body", max_len=640, required=True)
+    assert message_id and sender and to and body  # noqa: S101 - required=True
+    body = repair_body(body)
+    if len(body) > 160:
+        raise InvalidRequest("body: at most 160 characters.")
+    return UplinkMessage(
+        sms_msg_id=message_id,
+        sender=sender,
+        to=to,
+        body=body,
+        create_time=_matching(form, "createTime", _UTC_TIME),
+    )
+
+
+def repair_body(body: str) -> str:
+    """Huawei's advice for a garbled body: read it as ISO-8859-1 bytes, decode as UTF-8."""
+    try:
+        return body.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return body
+
+
+def is_optout_request(body: str) -> bool:
+    """True if the whole reply is an opt-out word, whatever its width, case or punctuation.
+
+    NFKC folds full-width ``ＴＤ`` to ``TD``; casefold handles ``Stop``; surrounding spaces and
+    punctuation (``STOP.``, ``【退订】``) are trimmed. A sentence merely *containing* "stop" is not
+    an opt-out: suppressing a number is cheap to undo but should not happen by accident.
+    """
+    text = unicodedata.normalize("NFKC", body).casefold()
+    start, end = 0, len(text)
+    while start < end and _is_trim(text[start]):
+        start += 1
+    while end > start and _is_trim(text[end - 1]):
+        end -= 1
+    return text[start:end] in OPTOUT_WORDS
+
+
+def _is_trim(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char)[0] in {"P", "S", "Z", "C"}
+
+
+def normalize_number(raw: str, default_region: str) -> str:
+    """The E.164 form the send pipeline uses, so an opt-out hits the same ``phone_tag``.
+
+    Uplink ``from`` may come as ``+8613…``, ``8613…`` or a bare domestic ``13…``.
+
+    :raises InvalidPhone: not a valid number of any plan.
+    """
+    attempts = [raw] if raw.startswith("+") else [raw, "+" + raw]
+    for candidate in attempts:
+        try:
+            number = phonenumbers.parse(candidate, default_region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    raise InvalidPhone("The sender number of the inbound message is not valid.")
+
+
+# -- state -------------------------------------------------------------------------------------
+
+
+def tag_key(settings: Settings) -> bytes:
+    """The key of :func:`phone_tag`, derived exactly as the service derives it."""
+    assert settings.secret_key is not None  # noqa: S101 - Settings always fills it
+    return derive_key(settings.secret_key, "phone-tag")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """What we know about a sent message's delivery. ``segments`` maps sequence → status."""
+
+    message_id: str
+    status: str
+    delivered: bool
+    total: int
+    segments: dict[str, str]
+    source: str | None
+    updated_at: str | None
+    received_at: float
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> DeliveryState:
+        return cls(**json.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOutcome:
+    """What a status report changed: nothing (``duplicate``), the state, maybe a suppression."""
+
+    report: StatusReport
+    duplicate: bool
+    state: DeliveryState | None
+    suppressed: bool = False
+    purpose: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkOutcome:
+    """What an inbound SMS changed."""
+
+    message: UplinkMessage
+    e164: str
+    duplicate: bool
+    opted_out: bool
+
+
+def record_sent(
+    store: Store,
+    keys: Keys,
+    *,
+    message_id: str,
+    phone_tag: str,
+    purpose: str,
+    now: float,
+    ttl: float = DELIVERY_TTL,
+) -> None:
+    """Remember a message the provider accepted, so its reports are recognised.
+
+    The send pipeline calls this right after the gateway returns a ``message_id``. Only the
+    keyed ``phone_tag`` is kept (it lets a blacklist report suppress the number).
+    """
+    if not _MESSAGE_ID.fullmatch(message_id):
+        log.warning("not recording a provider message id of unexpected shape")
+        return
+    record = {"tag": phone_tag, "purpose": purpose, "sent_at": now}
+    store.put(keys.sms_message(message_id), json.dumps(record).encode(), ttl=ttl, now=now)
+
+
+def delivery_state(
+    store: Store, keys: Keys, message_id: str, *, now: float
+) -> DeliveryState | None:
+    """The recorded delivery state of ``message_id``, if any report arrived."""
+    raw = store.get(keys.sms_delivery(message_id), now=now)
+    return DeliveryState.from_bytes(raw) if raw is not None else None
+
+
+def record_status(
+    store: Store, keys: Keys, report: StatusReport, *, now: float, optout_ttl: float
+) -> ReportOutcome:
+    """Apply one report: idempotent, refuses unknown messages, never lets ACCEPTD undo a final.
+
+    :raises NotFound: no message with this ``smsMsgId`` was recorded as sent (or it expired).
+    """
+    sent_raw = store.get(keys.sms_message(report.sms_msg_id), now=now)
+    if sent_raw is None:
+        raise NotFound("No message with this smsMsgId was sent by this service.")
+    sent = json.loads(sent_raw)
+    seen = store.put_new(
+        keys.sms_report(report.sms_msg_id, report.sequence, report.status),
+        b"1",
+        ttl=DELIVERY_TTL,
+        now=now,
+    )
+    if seen is not None:
+        return ReportOutcome(report, duplicate=True, state=None, purpose=sent.get("purpose"))
+
+    previous = delivery_state(store, keys, report.sms_msg_id, now=now)
+    segments = dict(previous.segments) if previous else {}
+    old = segments.get(str(report.sequence))
+    if not (report.status in INTERMEDIATE and old is not None and old not in INTERMEDIATE):
+        segments[str(report.sequence)] = report.status
+    total = max(report.total, previous.total if previous else 1)
+    state = DeliveryState(
+        message_id=report.sms_msg_id,
+        status=_overall(segments, total),
+        delivered=_overall(segments, total) == DELIVERED,
+        total=total,
+        segments=segments,
+        source=report.source,
+        updated_at=report.update_time,
+        received_at=now,
+    )
+    # Read-modify-write: two *different* segments' reports racing may lose one segment's entry;
+    # verification codes are single-segment, and duplicates are already excluded above.
+    store.put(keys.sms_delivery(report.sms_msg_id), state.to_bytes(), ttl=DELIVERY_TTL, now=now)
+
+    suppressed = False
+    tag = sent.get("tag")
+    if report.status in SUPPRESSING_STATUSES and isinstance(tag, str):
+        suppressed = opt_out(
+            store, keys, tag, now=now, ttl=optout_ttl, reason=f"status:{report.status}"
+        )
+    return ReportOutcome(
+        report, duplicate=False, state=state, suppressed=suppressed, purpose=sent.get("purpose")
+    )
+
+
+def _overall(segments: Mapping[str, str], total: int) -> str:
+    """A failed segment fails the message; it is delivered only when every segment is."""
+    statuses = list(segments.values())
+    for status in statuses:
+        if status != DELIVERED and status not in INTERMEDIATE:
+            return status
+    if len(statuses) >= total and all(s == DELIVERED for s in statuses):
+        return DELIVERED
+    return "ACCEPTD"
+
+
+def record_uplink(
+    store: Store,
+    keys: Keys,
+    message: UplinkMessage,
+    *,
+    tag_key: bytes,
+    default_region: str,
+    now: float,
+    optout_ttl: float,
+) -> UplinkOutcome:
+    """Apply one inbound SMS: an opt-out word suppresses the sender; redeliveries do nothing.
+
+    :raises InvalidPhone: the sender is not a valid number (nothing stored).
+    """
+    e164 = normalize_number(message.sender, default_region)
+    seen = store.put_new(keys.uplink(message.sms_msg_id), b"1", ttl=UPLINK_TTL, now=now)
+    if seen is not None:
+        return UplinkOutcome(message, e164, duplicate=True, opted_out=False)
+    opted_out = False
+    if is_optout_request(message.body):
+        tag = phone_tag(tag_key, e164)
+        opt_out(store, keys, tag, now=now, ttl=optout_ttl, reason="uplink")
+        opted_out = True
+    return UplinkOutcome(message, e164, duplicate=False, opted_out=opted_out)
+
+
+def opt_out(store: Store, keys: Keys, tag: str, *, now: float, ttl: float, reason: str) -> bool:
+    """Suppress the number behind ``tag``; True if it was not suppressed already.
+
+    An existing opt-out is kept as it is (its TTL is not extended by a repeat).
+    """
+    value = json.dumps({"reason": reason, "at": now}).encode()
+    return store.put_new(keys.optout(tag), value, ttl=ttl, now=now) is None
+
+
+def _optout_key(settings: Settings, phone: str) -> tuple[Keys, str, str]:
+    e164 = normalize_number(phone.strip(), settings.default_region)
+    keys = Keys(settings.key_prefix)
+    return keys, keys.optout(phone_tag(tag_key(settings), e164)), e164
+
+
+def optout_status(
+    settings: Settings, store: Store, phone: str, *, now: float
+) -> dict[str, object] | None:
+    """The opt-out record of ``phone`` (``reason``, ``at``), or None. For the CLI.
+
+    :raises InvalidPhone: ``phone`` is not a valid number.
+    """
+    _, key, _ = _optout_key(settings, phone)
+    raw = store.get(key, now=now)
+    if raw is None:
+        return None
+    record: dict[str, object] = json.loads(raw)
+    return record
+
+
+def clear_optout(settings: Settings, store: Store, phone: str) -> bool:
+    """Lift an opt-out (operator action, e.g. ``otp-service optout clear``); True if one existed.
+
+    :raises InvalidPhone: ``phone`` is not a valid number.
+    """
+    _, key, e164 = _optout_key(settings, phone)
+    removed = store.delete(key) > 0
+    log.info("opt-out %s for %s", "cleared" if removed else "not present", mask_phone(e164))
+    return removed
+
+
+# -- the two pushes, end to end ----------------------------------------------------------------
+
+
+def handle_status_callback(
+    ctx: CallbackContext, *, token: str | None, body: bytes
+) -> ReportOutcome:
+    """Authenticate, parse and apply a per-request status report (§4.1).
+
+    :raises CallbackUnauthorized: wrong or missing token.
+    :raises InvalidRequest: malformed report. :raises NotFound: unknown ``smsMsgId``.
+    """
+    authenticate(ctx.settings, token)
+    report = parse_status_report(parse_form(body))
+    outcome = record_status(
+        ctx.store,
+        Keys(ctx.settings.key_prefix),
+        report,
+        now=ctx.clock.now(),
+        optout_ttl=ctx.settings.optout_ttl,
+    )
+    log.info(
+        "huawei status report smsMsgId=%s status=%s%s",
+        report.sms_msg_id,
+        report.status,
+        " (duplicate)" if outcome.duplicate else "",
+        extra={"sms_msg_id": report.sms_msg_id, "sms_status": report.status},
+    )
+    return outcome
+
+
+def handle_uplink_callback(
+    ctx: CallbackContext, *, token: str | None, body: bytes
+) -> UplinkOutcome:
+    """Authenticate, parse and apply an inbound SMS (§5).
+
+    :raises CallbackUnauthorized: wrong or missing token.
+    :raises InvalidRequest: malformed push, including an invalid sender number.
+    """
+    authenticate(ctx.settings, token)
+    message = parse_uplink(parse_form(body))
+    outcome = record_uplink(
+        ctx.store,
+        Keys(ctx.settings.key_prefix),
+        message,
+        tag_key=tag_key(ctx.settings),
+        default_region=ctx.settings.default_region,
+        now=ctx.clock.now(),
+        optout_ttl=ctx.settings.optout_ttl,
+    )
+    log.info(
+        "huawei uplink smsMsgId=%s from %s%s",
+        message.sms_msg_id,
+        mask_phone(outcome.e164),
+        " : opt-out" if outcome.opted_out else "",
+        extra={"sms_msg_id": message.sms_msg_id, "phone": mask_phone(outcome.e164)},
+    )
+    return outcome

@@ -1,0 +1,448 @@
+"""The ``otp-service`` command: run the service and operate it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from otp_service.errors import ConfigurationError, OtpError
+from otp_service.settings import Settings
+
+if TYPE_CHECKING:
+    from otp_service.service import OtpService
+
+_T = TypeVar("_T")
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigurationError as exc:
+        click.echo(f"configuration error: {exc.detail}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """SMS verification codes with anti-abuse built in."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--workers",
+    default=0,
+    type=click.IntRange(min=0),
+    help="Run under gunicorn with this many workers (0: Flask's development server).",
+)
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API, configured by OTP_* variables."""
+    settings = _settings_or_exit()
+    if workers == 0:
+        from otp_service.app import create_app
+
+        create_app(settings).run(host=host, port=port)
+        return
+    if settings.redis_url is None and workers > 1:
+        click.echo(
+            "warning: several workers with the in-memory store do not share codes or limits; "
+            "set OTP_REDIS_URL",
+            err=True,
+        )
+    _run_gunicorn(f"{host}:{port}", workers)
+
+
+def _run_gunicorn(bind: str, workers: int) -> None:
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    # Same config module as the Docker image: JSON logs, graceful timeout, metrics directory.
+    sys.argv = [
+        "gunicorn",
+        "--config",
+        "python:otp_service.gunicorn_conf",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "otp_service.app:create_app()",
+    ]
+    WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()
+
+
+@main.command("check-config")
+def check_config() -> None:
+    """Validate the OTP_* environment and print every setting (secrets hidden)."""
+    settings = _settings_or_exit()
+    for name, value in settings.describe().items():
+        click.echo(f"{name}={value}")
+    click.echo("configuration ok", err=True)
+
+
+@main.group()
+def optout() -> None:
+    """Numbers that replied STOP (TD, 退订 …) and are suppressed."""
+
+
+@optout.command("show")
+@click.argument("phone")
+def optout_show(phone: str) -> None:
+    """Say whether PHONE is opted out, since when and why."""
+    from otp_service.callbacks import optout_status
+    from otp_service.service import OtpService
+
+    service = OtpService(_settings_or_exit())
+    record = optout_status(service.settings, service.store, phone, now=service.clock.now())
+    click.echo("not opted out" if record is None else f"opted out: {record}")
+
+
+@optout.command("clear")
+@click.argument("phone")
+def optout_clear(phone: str) -> None:
+    """Lift the opt-out of PHONE (after the subscriber asked to receive messages again)."""
+    from otp_service.callbacks import clear_optout
+    from otp_service.service import OtpService
+
+    service = OtpService(_settings_or_exit())
+    removed = clear_optout(service.settings, service.store, phone)
+    click.echo("opt-out cleared" if removed else "no opt-out was recorded")
+
+
+@main.group()
+def abuse() -> None:
+    """Pumping defence: blocked scopes, allow-list, budget (docs/pumping.md)."""
+
+
+def _abuse_service() -> OtpService:
+    from otp_service.service import OtpService
+
+    return OtpService(_settings_or_exit())
+
+
+@abuse.command("blocks")
+def abuse_blocks() -> None:
+    """List blocked scopes with the rule and the figures that tripped them."""
+    service = _abuse_service()
+    now = service.clock.now()
+    blocks = service.pumping.blocks(now)
+    if not blocks:
+        click.echo("no scope is blocked")
+    for block in blocks:
+        record = block.record
+        left = max(0, int(float(str(record.get("until", now))) - now))
+        click.echo(
+            f"{block.kind} {block.value}: {record.get('rule')} — sent {record.get('sent')}, "
+            f"verified {record.get('verified')}, allowance {record.get('allowance')}, "
+            f"strike {record.get('strikes')}, {left} s left"
+        )
+
+
+@abuse.command("lift")
+@click.argument("kind", type=click.Choice(["prefix", "country", "subnet"]))
+@click.argument("value")
+def abuse_lift(kind: str, value: str) -> None:
+    """Lift the block of a scope (as `abuse blocks` shows it), and forget its strikes."""
+    lifted = _abuse_service().pumping.lift(kind, value)
+    click.echo("block lifted" if lifted else "no such block")
+
+
+@abuse.command("allow")
+@click.argument("kind", type=click.Choice(["number", "subnet"]))
+@click.argument("value")
+@click.option("--days", default=90, show_default=True, type=click.IntRange(1, 3650))
+def abuse_allow(kind: str, value: str, days: int) -> None:
+    """Exempt a number (any format) or a subnet (CIDR or an address) from the pumping rules."""
+    service = _abuse_service()
+    if kind == "number":
+        value = _e164_or_exit(service, value)
+    try:
+        service.pumping.allow(kind, value, now=service.clock.now(), ttl=days * 86400)
+    except OtpError as exc:
+        click.echo(exc.detail, err=True)
+        sys.exit(2)
+    click.echo(f"allow-listed for {days} days")
+
+
+@abuse.command("disallow")
+@click.argument("kind", type=click.Choice(["number", "subnet"]))
+@click.argument("value")
+def abuse_disallow(kind: str, value: str) -> None:
+    """Remove an allow-list entry."""
+    service = _abuse_service()
+    if kind == "number":
+        value = _e164_or_exit(service, value)
+    try:
+        removed = service.pumping.disallow(kind, value)
+    except OtpError as exc:
+        click.echo(exc.detail, err=True)
+        sys.exit(2)
+    click.echo("removed" if removed else "was not allow-listed")
+
+
+@abuse.command("budget")
+def abuse_budget() -> None:
+    """Show today's and this month's spend against the ceilings."""
+    service = _abuse_service()
+    spent = service.budget.spent(service.clock.now())
+    for period, ceiling in service.budget.ceilings.items():
+        limit = f"{ceiling:g}" if ceiling else "no ceiling"
+        click.echo(f"{period}: {spent[period]:g} of {limit}")
+
+
+def _e164_or_exit(service: OtpService, raw: str) -> str:
+    from otp_service.core.phone import parse_phone
+
+    try:
+        phone = parse_phone(
+            raw, default_region=service.settings.default_region, allowed_regions=("*",)
+        )
+    except OtpError as exc:
+        click.echo(exc.detail, err=True)
+        sys.exit(2)
+    return phone.e164
+
+
+@main.group()
+def limits() -> None:
+    """Throttling windows of a number or a client address (docs/limits.md).
+
+    They live in the shared store: point OTP_REDIS_URL at the service's Redis.
+    """
+
+
+def _limit_subject(command: Callable[..., None]) -> Callable[..., None]:
+    """The options naming whose windows a ``limits`` command is about."""
+    options = [
+        click.option("--phone", help="A number (its windows for --purpose, and its range's)."),
+        click.option("--purpose", help="The purpose of the number's windows (default: default)."),
+        click.option("--region", help="Region for a number written without +."),
+        click.option("--ip", help="A client address (its windows, its subnet's, verify's)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _limits_call(call: Callable[[], _T]) -> _T:
+    try:
+        return call()
+    except OtpError as exc:
+        click.echo(exc.detail, err=True)
+        sys.exit(2 if exc.status < 500 else 1)
+
+
+_WINDOW_NAMES = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
+
+
+def _window_text(seconds: int) -> str:
+    return _WINDOW_NAMES.get(seconds, f"{seconds}s")
+
+
+@limits.command("show")
+@_limit_subject
+def limits_show(phone: str | None, purpose: str | None, region: str | None, ip: str | None) -> None:
+    """Print each window's use, limit and when it frees up (numbers masked)."""
+    from otp_service.service import OtpService
+
+    service = OtpService(_settings_or_exit())
+    report = _limits_call(
+        lambda: service.limit_status(phone=phone, purpose=purpose, region=region, ip=ip)
+    )
+    now = service.clock.now()
+    if report.phone is not None:
+        click.echo(f"number {report.phone} (purpose {report.purpose})")
+    if report.ip is not None:
+        click.echo(f"address {report.ip}")
+    for usage in report.windows:
+        rule = usage.rule
+        spec = f"{rule.amount}/{_window_text(rule.window)}"
+        line = f"{rule.name:<10} {spec:<12} used {usage.used}"
+        if usage.retry_after > 0:
+            wait = math.ceil(usage.retry_after)
+            line += f"  FULL until {_utc(now + usage.retry_after)} ({wait} s)"
+        elif usage.used:
+            line += f"  next frees {_utc(now + usage.reset_after)}"
+        click.echo(line + ("  [shadow]" if rule.shadow else ""))
+
+
+@limits.command("reset")
+@_limit_subject
+def limits_reset(
+    phone: str | None, purpose: str | None, region: str | None, ip: str | None
+) -> None:
+    """Clear the windows `limits show` lists, except the global budget."""
+    from otp_service.service import OtpService
+
+    service = OtpService(_settings_or_exit())
+    cleared = _limits_call(
+        lambda: service.reset_limits(phone=phone, purpose=purpose, region=region, ip=ip)
+    )
+    click.echo(f"cleared {cleared} window{'s' if cleared != 1 else ''}")
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: Exit codes of ``content check`` and ``content lint-template`` (docs/content-rules.md).
+CONTENT_EXIT_CLEAN = 0
+CONTENT_EXIT_FLAGS = 1
+CONTENT_EXIT_BLOCKED = 2
+CONTENT_EXIT_USAGE = 64  # EX_USAGE: a bad argument or an unreadable template file
+CONTENT_EXIT_CONFIG = 78  # EX_CONFIG: invalid OTP_* settings or rules file
+
+_CONTENT_EXIT_HELP = (
+    "\b\nExit codes: 0 clean, 1 flags only, 2 at least one block,\n"
+    "64 usage error, 78 configuration error (settings or rules file)."
+)
+
+
+class _ContentGroup(click.Group):
+    """Usage errors exit 64, not click's 2: 2 already means "blocked" for these commands."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.exit_code = CONTENT_EXIT_USAGE
+            raise
+
+
+@main.group(cls=_ContentGroup, epilog=_CONTENT_EXIT_HELP)
+def content() -> None:
+    """Check messages and templates against the content rules (docs/content-rules.md).
+
+    The rules are the shipped ones plus OTP_CONTENT_RULES; the expected signature is
+    OTP_HUAWEI_SIGNATURE unless --signature is given.
+    """
+
+
+def _content_setup(signature: str | None, rules: str | None) -> tuple[Any, str | None]:
+    from otp_service.content_rules import load_policy
+
+    try:
+        settings = Settings.from_env()
+        policy = load_policy(rules if rules is not None else settings.content_rules)
+    except ConfigurationError as exc:
+        click.echo(f"configuration error: {exc.detail}", err=True)
+        sys.exit(CONTENT_EXIT_CONFIG)
+    return policy, signature if signature is not None else settings.huawei_signature
+
+
+def _content_report(report: Any, sources: dict[str, str], as_json: bool) -> None:
+    """Print every finding (rule, row, severity, position) and exit with the documented code."""
+    import json
+
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "rules_version": report.rules_version,
+                    "length": report.length,
+                    "segments": report.segments,
+                    "findings": [
+                        {
+                            "rule": f.rule,
+                            "group": f.group,
+                            "row": f.row,
+                            "severity": f.severity.value,
+                            "action": f.action.value,
+                            "target": f.target,
+                            "start": f.start,
+                            "end": f.end,
+                        }
+                        for f in report.findings
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        for f in report.findings:
+            # The operator's own text, so showing what matched is safe here (never in the API).
+            matched = sources.get(f.target, "")[f.start : f.end]
+            shown = f" {matched!r}" if matched else ""
+            click.echo(
+                f"{f.action.value.upper():<5} {f.rule:<28} row {f.row}  {f.severity.value:<8} "
+                f"{f.target}[{f.start}:{f.end}]{shown}  {f.description}"
+            )
+        blocks, flags = len(report.blocking), len(report.flags)
+        click.echo(
+            f"blocks: {blocks}, flags: {flags}; length {report.length}, "
+            f"segments {report.segments}; rules {report.rules_version}"
+        )
+    if report.blocked:
+        sys.exit(CONTENT_EXIT_BLOCKED)
+    sys.exit(CONTENT_EXIT_FLAGS if report.findings else CONTENT_EXIT_CLEAN)
+
+
+@content.command("check", epilog=_CONTENT_EXIT_HELP)
+@click.argument("text")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    help="A template parameter, in order (the first is the code). Repeat for several. "
+    "Without it the variable checks are skipped.",
+)
+@click.option("--signature", help="Expected signature (default: OTP_HUAWEI_SIGNATURE).")
+@click.option("--rules", help="Operator rules file (default: OTP_CONTENT_RULES).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def content_check(
+    text: str, params: tuple[str, ...], signature: str | None, rules: str | None, as_json: bool
+) -> None:
+    """Check TEXT, a rendered message, as the send pipeline does."""
+    policy, expected = _content_setup(signature, rules)
+    report = policy.check_message(text, list(params) if params else None, expected)
+    sources = {"text": text} | {f"params[{i}]": p for i, p in enumerate(params)}
+    _content_report(report, sources, as_json)
+
+
+@content.command("lint-template", epilog=_CONTENT_EXIT_HELP)
+@click.argument("template")
+@click.option(
+    "--signature", help="Signature counted in the length (default: OTP_HUAWEI_SIGNATURE)."
+)
+@click.option("--rules", help="Operator rules file (default: OTP_CONTENT_RULES).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def content_lint_template(
+    template: str, signature: str | None, rules: str | None, as_json: bool
+) -> None:
+    """Lint TEMPLATE before filing it: a file path, '-' for stdin, or the template text.
+
+    ${1}, ${NAME} and {code} are provider variables (a verification template has exactly one);
+    other {name} fields are filled in by the service.
+    """
+    import os
+
+    if template == "-":
+        text = click.get_text_stream("stdin").read()
+    elif os.path.isfile(template):
+        try:
+            with open(template, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            click.echo(f"cannot read {template}: {exc}", err=True)
+            sys.exit(CONTENT_EXIT_USAGE)
+    else:
+        text = template
+    text = text.rstrip("\r\n")
+    policy, expected = _content_setup(signature, rules)
+    _content_report(policy.lint_template(text, signature=expected), {"template": text}, as_json)
+
+
+def run(args: list[str] | None = None) -> Any:
+    """Entry point for ``python -m otp_service``."""
+    return main.main(args=args, prog_name="otp-service")

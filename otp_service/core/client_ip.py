@@ -1,0 +1,112 @@
+"""Which address a request really comes from, believing ``X-Forwarded-For`` only from proxies.
+
+Every per-IP and per-subnet limit keys on this address, so it must not be something a client can
+choose. The peer address (the socket's) cannot be forged; an ``X-Forwarded-For`` header can, by
+anyone. The header is therefore read only when the peer is one of ``OTP_TRUSTED_PROXIES``, and
+walked from the right: each trusted proxy appends the address it received the request from, so
+the first hop that is not a trusted proxy is the client. Entries further left were written by the
+client (or by proxies we do not know) and are ignored.
+
+Addresses are returned in canonical text (``2001:db8::1``, IPv4-mapped IPv6 unwrapped) so one
+host cannot dodge its counter by spelling its address differently.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from otp_service.errors import InvalidRequest
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """CIDRs (or single addresses) as networks; host bits are ignored (``10.1.2.3/8`` → 10/8).
+
+    :raises ValueError: an entry is not an address or a network.
+    """
+    return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs)
+
+
+def parse_address(text: str) -> IPAddress | None:
+    """One hop as proxies write it, or ``None`` when it is not an address.
+
+    Accepts ``1.2.3.4``, ``1.2.3.4:5678``, ``2001:db8::1``, ``[2001:db8::1]`` and
+    ``[2001:db8::1]:443`` (some proxies append the client's port) and ``fe80::1%eth0`` (zone
+    dropped); rejects ``unknown``, obfuscated identifiers (RFC 7239) and anything else.
+    """
+    text = text.strip()
+    if text.startswith("["):
+        host, bracket, port = text[1:].partition("]")
+        if not bracket or (port and not (port.startswith(":") and port[1:].isdigit())):
+            return None
+        text = host
+    elif text.count(":") == 1:
+        text, _, port = text.partition(":")
+        if not port.isdigit():
+            return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.scope_id is not None:
+            # The zone (``%eth0``) names a local interface, not a different host.
+            return ipaddress.IPv6Address(int(address))
+    return address
+
+
+def forwarded_hops(headers: Iterable[str]) -> list[str]:
+    """Every ``X-Forwarded-For`` value joined into one list of hops, leftmost first.
+
+    Several header lines are one list in the order received (RFC 9110 §5.3).
+    """
+    return [hop.strip() for header in headers for hop in header.split(",") if hop.strip()]
+
+
+def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:
+    return any(address.version == net.version and address in net for net in proxies)
+
+
+def resolve_client_ip(
+    peer: str | None, forwarded_for: Sequence[str], proxies: Sequence[IPNetwork]
+) -> str | None:
+    """The client's address, in canonical text.
+
+    :param peer: the socket's peer address (``request.remote_addr``); ``None`` on a Unix socket.
+    :param forwarded_for: the ``X-Forwarded-For`` header values, in the order received.
+    :param proxies: networks whose forwarded addresses are believed (``OTP_TRUSTED_PROXIES``).
+    :returns: the first hop from the right that is not a trusted proxy. When a trusted proxy
+        forwards a malformed hop, or every hop is a trusted proxy, the nearest trusted proxy is
+        the answer: a shared counter for its traffic is safer than one the client can pick.
+        ``None`` only when the peer itself is unknown or malformed.
+    """
+    current = parse_address(peer) if peer else None
+    if current is None:
+        return None
+    if proxies:
+        for hop in reversed(forwarded_hops(forwarded_for)):
+            if not _trusted(current, proxies):
+                break
+            previous = parse_address(hop)
+            if previous is None:
+                break
+            current = previous
+    return str(current)
+
+
+def canonical_ip(text: str | None) -> str | None:
+    """A caller-supplied client address in canonical text (library callers, operators' tools).
+
+    :raises InvalidRequest: not an IP address.
+    """
+    if text is None:
+        return None
+    address = parse_address(text)
+    if address is None:
+        raise InvalidRequest("client_ip: expected an IPv4 or IPv6 address.", field="client_ip")
+    return str(address)

@@ -1,0 +1,154 @@
+"""Throttling policy: which limits apply to a request, resolved to storage keys.
+
+Limits are written in the ``limits`` package's notation (``10/minute;100/hour``) and parsed by it;
+the windows are moving windows, enforced atomically by the store (see ``store/lua/common.lua``).
+Every axis an attacker can rotate has its own limit: the number, the client IP, its subnet, the
+number range, and the global budget. Why each default is what it is: ``docs/limits.md``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from limits import parse_many
+
+from otp_service.core.keys import Keys
+from otp_service.store.base import LimitRule, WindowUsage
+
+#: Send-side axes, in the order they are reported when several refuse with equal waits.
+SEND_AXES = ("number", "ip", "subnet", "prefix", "global")
+IPV4_SUBNET_BITS = 24
+IPV6_SUBNET_BITS = 64
+#: Axes whose figures a caller may see in ``RateLimit-*`` headers: its own address and subnet.
+#: The number, range and global windows count other people's traffic (who was sent codes, how
+#: close the budget is to tripping), so they never leave the service except as a refusal.
+HEADER_AXES = frozenset({"ip", "subnet"})
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """``amount`` hits per ``seconds``."""
+
+    amount: int
+    seconds: int
+
+
+@lru_cache(maxsize=64)
+def parse_windows(spec: str) -> tuple[Window, ...]:
+    """``"5/hour;10/day"`` → windows. Empty means no limit on that axis."""
+    if not spec.strip():
+        return ()
+    return tuple(Window(item.amount, int(item.get_expiry())) for item in parse_many(spec))
+
+
+def subnet_of(ip: str) -> str:
+    """The /24 (IPv4) or /64 (IPv6) holding ``ip``, the unit a botnet's neighbours share."""
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    bits = IPV4_SUBNET_BITS if address.version == 4 else IPV6_SUBNET_BITS
+    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+
+
+@dataclass(frozen=True, slots=True)
+class SendLimits:
+    """The limit specs of the send side (``OTP_LIMITS_*`` and ``OTP_RESEND_INTERVAL``)."""
+
+    resend_interval: int
+    number: str
+    ip: str
+    subnet: str
+    prefix: str
+    global_: str
+    shadow: frozenset[str] = frozenset()
+
+    def rules(
+        self,
+        keys: Keys,
+        *,
+        phone_tag: str,
+        purpose: str,
+        prefix: str,
+        client_ip: str | None,
+    ) -> list[LimitRule]:
+        """Every limit one send must pass, resolved to keys."""
+        rules = self.number_rules(keys, phone_tag=phone_tag, purpose=purpose)
+        if client_ip is not None:
+            rules += self.address_rules(keys, client_ip)
+        rules += self.prefix_rules(keys, prefix)
+        rules += self.global_rules(keys)
+        return rules
+
+    def number_rules(self, keys: Keys, *, phone_tag: str, purpose: str) -> list[LimitRule]:
+        """The resend cooldown (a 1-per-interval window) and the number's own windows."""
+        rules: list[LimitRule] = []
+        if self.resend_interval > 0:
+            rules.append(
+                LimitRule(
+                    "number",
+                    keys.cooldown(phone_tag, purpose),
+                    1,
+                    self.resend_interval,
+                    "number" in self.shadow,
+                )
+            )
+        for window in parse_windows(self.number):
+            key = keys.number_limit(phone_tag, purpose, window.seconds, window.amount)
+            rules.append(self._rule("number", key, window))
+        return rules
+
+    def address_rules(self, keys: Keys, client_ip: str) -> list[LimitRule]:
+        """The client address's windows and its subnet's."""
+        return self._axis("ip", keys, client_ip, self.ip) + self._axis(
+            "subnet", keys, subnet_of(client_ip), self.subnet
+        )
+
+    def prefix_rules(self, keys: Keys, prefix: str) -> list[LimitRule]:
+        """The windows of one number range (E.164 without its last digits)."""
+        return self._axis("prefix", keys, prefix, self.prefix)
+
+    def global_rules(self, keys: Keys) -> list[LimitRule]:
+        """The budget every send shares."""
+        return self._axis("global", keys, "all", self.global_)
+
+    def _axis(self, axis: str, keys: Keys, subject: str, spec: str) -> list[LimitRule]:
+        return [
+            self._rule(axis, keys.limit(axis, subject, w.seconds, w.amount), w)
+            for w in parse_windows(spec)
+        ]
+
+    def _rule(self, axis: str, key: str, window: Window) -> LimitRule:
+        return LimitRule(axis, key, window.amount, window.seconds, axis in self.shadow)
+
+
+def verify_limits(
+    keys: Keys, spec: str, client_ip: str | None, shadow: frozenset[str]
+) -> list[LimitRule]:
+    """The limits on verify calls (per client IP)."""
+    if client_ip is None:
+        return []
+    return [
+        LimitRule(
+            "verify_ip",
+            keys.limit("verify_ip", client_ip, w.seconds, w.amount),
+            w.amount,
+            w.seconds,
+            "verify_ip" in shadow,
+        )
+        for w in parse_windows(spec)
+    ]
+
+
+def tightest_window(usage: Sequence[WindowUsage]) -> WindowUsage | None:
+    """The caller's window closest to refusing, for ``RateLimit-*`` headers.
+
+    Only enforced (not shadow) windows of :data:`HEADER_AXES` count. Fewest requests remaining
+    wins; on a tie, the one that takes longest to free up.
+    """
+    candidates = [u for u in usage if u.rule.name in HEADER_AXES and not u.rule.shadow]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda u: (u.remaining, -u.reset_after))

@@ -1,0 +1,248 @@
+"""The one exception hierarchy of otp-service.
+
+Every refusal the service can make is an :class:`OtpError` subclass carrying a stable machine
+``code`` (part of the public contract), an HTTP ``status`` and a human ``title``. Per-instance
+details (``retry_after``, ``limit``, ``attempts_left`` …) are keyword attributes collected in
+:attr:`OtpError.extras`, which the HTTP layer copies into the problem body. Nothing here imports
+Flask: the mapping to HTTP happens once, in ``problems.py``.
+
+Messages (``detail``) never contain a code, a secret or a full phone number.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class OtpError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    code: ClassVar[str] = "otp_error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Verification service error"
+
+    def __init__(self, detail: str | None = None, **extras: object) -> None:
+        self.detail = detail or self.title
+        #: Public, JSON-safe details for the problem body (e.g. ``retry_after``).
+        self.extras: dict[str, object] = {k: v for k, v in extras.items() if v is not None}
+        super().__init__(self.detail)
+
+    def __getattr__(self, name: str) -> object:
+        # Lets callers write ``exc.retry_after`` for any extra without a subclass per field.
+        extras = self.__dict__.get("extras", {})
+        if name in extras:
+            return extras[name]
+        raise AttributeError(name)
+
+
+class ConfigurationError(OtpError):
+    """Invalid or unsafe settings; raised at start-up and names the variable."""
+
+    code = "configuration_error"
+    status = 500
+    title = "Service misconfigured"
+
+
+class InvalidRequest(OtpError):
+    code = "invalid_request"
+    status = 400
+    title = "Invalid request"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    code = "unsupported_media_type"
+    status = 415
+    title = "Expected application/json"
+
+
+class PayloadTooLarge(InvalidRequest):
+    code = "payload_too_large"
+    status = 413
+    title = "Request body too large"
+
+
+class NotFound(OtpError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class MethodNotAllowed(OtpError):
+    code = "method_not_allowed"
+    status = 405
+    title = "Method not allowed"
+
+
+class InvalidPhone(InvalidRequest):
+    code = "invalid_phone"
+    status = 400
+    title = "Invalid phone number"
+
+
+class RegionNotAllowed(InvalidRequest):
+    code = "region_not_allowed"
+    status = 403
+    title = "Destination region not allowed"
+
+
+class PhoneTypeNotAllowed(InvalidRequest):
+    code = "phone_type_not_allowed"
+    status = 403
+    title = "This kind of number cannot receive verification codes"
+
+
+class NumberOptedOut(OtpError):
+    code = "number_opted_out"
+    status = 403
+    title = "The number has opted out of messages"
+
+
+class CaptchaFailed(OtpError):
+    code = "captcha_failed"
+    status = 400
+    title = "Captcha failed"
+
+
+class CaptchaRequired(CaptchaFailed):
+    code = "captcha_required"
+    status = 400
+    title = "A captcha answer is required"
+
+
+class CaptchaInvalid(CaptchaFailed):
+    code = "captcha_invalid"
+    status = 400
+    title = "The captcha answer is wrong, used or expired"
+
+
+class RateLimited(OtpError):
+    """Carries ``limit`` (the axis) and ``retry_after`` (whole seconds)."""
+
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+
+class IdempotencyInProgress(OtpError):
+    """A request with the same ``Idempotency-Key`` is still running; retry shortly."""
+
+    code = "idempotency_in_progress"
+    status = 409
+    title = "A request with this Idempotency-Key is in progress"
+
+
+class BudgetExhausted(OtpError):
+    code = "budget_exhausted"
+    status = 503
+    title = "The sending budget is exhausted"
+
+
+class ContentBlocked(OtpError):
+    """Carries the ``rule`` id and its ``group``; never the matched text."""
+
+    code = "content_blocked"
+    status = 422
+    title = "Message content blocked"
+
+
+class VerificationFailed(OtpError):
+    code = "verification_failed"
+    status = 400
+    title = "Verification failed"
+
+
+class CodeInvalid(VerificationFailed):
+    """Carries ``attempts_left``."""
+
+    code = "code_invalid"
+    status = 400
+    title = "The code is wrong"
+
+
+class CodeExpired(VerificationFailed):
+    code = "code_expired"
+    status = 400
+    title = "No valid code; request a new one"
+
+
+class TooManyAttempts(VerificationFailed):
+    code = "too_many_attempts"
+    status = 429
+    title = "Too many wrong codes; request a new one"
+
+
+class TokenInvalid(OtpError):
+    code = "token_invalid"
+    status = 401
+    title = "The verification token is invalid"
+
+
+class TokenExpired(TokenInvalid):
+    code = "token_expired"
+    status = 401
+    title = "The verification token has expired"
+
+
+class TokenUsed(TokenInvalid):
+    code = "token_used"
+    status = 401
+    title = "The verification token was already used"
+
+
+class ProviderError(OtpError):
+    """The SMS provider failed. Carries ``provider_code`` and whether a retry may help."""
+
+    code = "provider_error"
+    status = 502
+    title = "SMS provider error"
+    #: True when the request provably did not reach the provider (safe to retry).
+    retryable: ClassVar[bool] = False
+
+
+class ProviderRejected(ProviderError):
+    """Permanent: configuration, template or number problem. Retrying will not help."""
+
+    code = "provider_rejected"
+    status = 502
+    title = "The SMS provider rejected the message"
+
+
+class ProviderUnavailable(ProviderError):
+    """Transient: timeouts, 5xx, throttling at the provider."""
+
+    code = "provider_unavailable"
+    status = 502
+    title = "The SMS provider is unavailable"
+
+
+class StoreUnavailable(OtpError):
+    code = "store_unavailable"
+    status = 503
+    title = "State store unavailable"
+
+
+class InternalError(OtpError):
+    """An unexpected bug. The body says nothing more than this."""
+
+    code = "internal_error"
+    status = 500
+    title = "Internal error"
+
+
+def all_error_classes() -> list[type[OtpError]]:
+    """Every concrete error class, for the problem table test and the OpenAPI document."""
+    found: list[type[OtpError]] = []
+    pending: list[type[OtpError]] = [OtpError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+class CallbackUnauthorized(OtpError):
+    """A provider callback without the shared callback token (or callbacks not configured)."""
+
+    code = "callback_unauthorized"
+    status = 401
+    title = "The callback is not authenticated"

@@ -1,0 +1,959 @@
+"""OtpService: the send and verify pipelines, in one place, used by every delivery.
+
+This is the only module where the pure core meets the adapters (store, gateway, captcha
+renderer, clock, randomness). The HTTP API, the Flask guard and the CLI all call it; none of them
+talks to the store or the gateway directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from otp_service.audit import AuditLog, Event
+from otp_service.budget import Budget
+from otp_service.callbacks import record_sent
+from otp_service.captcha_gate import CaptchaGate
+from otp_service.captcha_render import CaptchaRenderer, DefaultRenderer
+from otp_service.clock import Clock, RandomSource, SecretsRandom, SystemClock
+from otp_service.content_rules import content_policy_from_settings
+from otp_service.core import captcha as captcha_core
+from otp_service.core.client_ip import IPNetwork, canonical_ip, parse_networks
+from otp_service.core.codes import code_digest, derive_key, generate_code
+from otp_service.core.content import ContentPolicy
+from otp_service.core.keys import Keys, phone_tag
+from otp_service.core.phone import Phone, mask_phone, parse_phone
+from otp_service.core.policy import SendLimits, parse_windows, tightest_window, verify_limits
+from otp_service.core.tokens import TokenSigner, VerifiedClaim
+from otp_service.errors import (
+    CaptchaInvalid,
+    CaptchaRequired,
+    CodeExpired,
+    CodeInvalid,
+    ContentBlocked,
+    IdempotencyInProgress,
+    InvalidRequest,
+    NotFound,
+    NumberOptedOut,
+    OtpError,
+    ProviderError,
+    RateLimited,
+    StoreUnavailable,
+    TokenUsed,
+    TooManyAttempts,
+    all_error_classes,
+)
+from otp_service.metrics import Metrics
+from otp_service.pumping import Decision, PumpingDefence, scopes_for
+from otp_service.settings import Settings
+from otp_service.sms import SmsGateway, SmsMessage, gateway_from_settings
+from otp_service.store import CodeStatus, Denial, LimitRule, Store, WindowUsage, store_from_url
+from otp_service.store.base import CodeRecord
+from otp_service.store.redis import retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+PURPOSE_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+DEFAULT_PURPOSE = "default"
+CAPTCHA_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_IDEMPOTENCY_PENDING = b"pending"
+
+
+@dataclass(frozen=True, slots=True)
+class SendReceipt:
+    """What a caller learns about an accepted send: never the code."""
+
+    phone: str
+    purpose: str
+    expires_in: int
+    resend_after: int
+    #: The caller's own window closest to refusing (``RateLimit-*`` headers); ``None`` when the
+    #: client address is unknown or a replayed answer is returned.
+    rate_limit: WindowUsage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """A verified number, and the token that proves it."""
+
+    phone: str
+    purpose: str
+    token: str
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A new captcha challenge as handed to a client (the answer stays on the server)."""
+
+    challenge_id: str
+    image_png: bytes
+    expires_in: int
+
+
+def _replay(record: dict[str, Any]) -> SendReceipt:
+    """The first answer to an idempotent send: its receipt, or its provider error raised again."""
+    if "error" not in record:
+        return SendReceipt(**record)
+    by_code = {cls.code: cls for cls in all_error_classes()}
+    raise by_code.get(record["error"], ProviderError)(record["detail"], **record["extras"])
+
+
+@dataclass(frozen=True, slots=True)
+class LimitReport:
+    """The windows of a number and/or an address, for operators; the number is masked."""
+
+    phone: str | None
+    purpose: str
+    ip: str | None
+    windows: tuple[WindowUsage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _OperatorTarget:
+    """A number and/or address an operator named, resolved to its windows."""
+
+    e164: str | None
+    purpose: str
+    ip: str | None
+    rules: list[LimitRule]
+
+
+def validate_purpose(purpose: str | None) -> str:
+    """``None`` → the default purpose; otherwise a short lowercase name."""
+    if purpose is None:
+        return DEFAULT_PURPOSE
+    if not PURPOSE_PATTERN.fullmatch(purpose):
+        raise InvalidRequest("purpose: 1-32 characters of a-z, 0-9, _ or -, starting a-z.")
+    return purpose
+
+
+class OtpService:
+    """Issues and verifies codes. Every collaborator can be injected; defaults follow settings.
+
+    :param settings: the configuration; ``Settings()`` (embedded defaults) if omitted.
+    :param store: shared state; from ``OTP_REDIS_URL`` (memory when unset) if omitted.
+    :param gateway: SMS sender; from ``OTP_SMS_GATEWAY`` if omitted.
+    :param captcha_renderer: draws challenges (PNG and WAV); the ``captcha`` package if omitted.
+    :param clock: time source; the system clock if omitted.
+    :param rng: randomness; :mod:`secrets` if omitted.
+    :param audit: where decisions are recorded; a JSON log if omitted.
+    :param metrics: Prometheus metrics, fed by ``audit``; a fresh set if omitted.
+    :param content_policy: the content check of every message; the shipped rules plus
+        ``OTP_CONTENT_RULES`` if omitted.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        gateway: SmsGateway | None = None,
+        captcha_renderer: CaptchaRenderer | None = None,
+        clock: Clock | None = None,
+        rng: RandomSource | None = None,
+        audit: AuditLog | None = None,
+        metrics: Metrics | None = None,
+        content_policy: ContentPolicy | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.store = store if store is not None else store_from_url(self.settings.redis_url)
+        self.gateway = gateway if gateway is not None else gateway_from_settings(self.settings)
+        self.captcha_renderer = captcha_renderer or DefaultRenderer()
+        self.clock = clock or SystemClock()
+        self.rng = rng or SecretsRandom()
+        self.content_policy = content_policy or content_policy_from_settings(self.settings)
+        self.keys = Keys(self.settings.key_prefix)
+        secret = self.settings.secret_key
+        assert secret is not None  # noqa: S101 - Settings always fills it
+        self.audit = audit or AuditLog(derive_key(secret, "audit"))
+        self.metrics = metrics or Metrics()
+        self.audit.subscribe(self.metrics)
+        self._tag_key = derive_key(secret, "phone-tag")
+        # Answers are checked, and texts unsealed, under every key (current first): a rotation
+        # keeps the challenges in flight.
+        self._captcha_keys = [
+            derive_key(k, "captcha") for k in reversed(self.settings.signing_keys)
+        ]
+        self._seal_keys = [
+            derive_key(k, "captcha-seal") for k in reversed(self.settings.signing_keys)
+        ]
+        # One audio render at a time per process: parallel requests for one challenge wait and
+        # then find the cached WAV, and audio (a quarter second of CPU each) can take at most one
+        # core however many arrive.
+        self._audio_lock = threading.Lock()
+        # Codes are checked against every key (current first), so a rotation keeps codes in flight.
+        self._code_keys = [derive_key(k, "code") for k in reversed(self.settings.signing_keys)]
+        self._signer = TokenSigner(self.settings.signing_keys)
+        self._send_limits = SendLimits(
+            resend_interval=self.settings.resend_interval,
+            number=self.settings.limits_number,
+            ip=self.settings.limits_ip,
+            subnet=self.settings.limits_subnet,
+            prefix=self.settings.limits_prefix,
+            global_=self.settings.limits_global,
+            shadow=self.settings.shadow_rules,
+        )
+        self._test_codes = self.settings.test_codes
+        # Delivery reports only come when the provider was given our callback URL.
+        self._tracks_delivery = bool(
+            self.settings.sms_gateway == "huawei"
+            and self.settings.public_url
+            and self.settings.callback_token
+        )
+        self.pumping = PumpingDefence(self.store, self.keys, self.settings)
+        self.budget = Budget(self.store, self.keys, self.settings)
+        self.captcha_gate = CaptchaGate(
+            self.settings, self.store, self.keys, self._send_limits.global_rules(self.keys)
+        )
+        #: ``OTP_TRUSTED_PROXIES`` parsed once; the HTTP layer resolves client addresses with it.
+        self.trusted_proxies: tuple[IPNetwork, ...] = parse_networks(self.settings.trusted_proxies)
+
+    # -- send ---------------------------------------------------------------------------------
+
+    def send_code(
+        self,
+        phone: str,
+        *,
+        purpose: str | None = None,
+        region: str | None = None,
+        client_ip: str | None = None,
+        captcha_id: str | None = None,
+        captcha_answer: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> SendReceipt:
+        """Run the send pipeline: cheapest and most decisive checks first, money last.
+
+        With ``idempotency_key``, a repeat for the same number and purpose within the resend
+        interval (at least 60 s) returns the first receipt and sends nothing; a repeat while the
+        first is still running gets :class:`IdempotencyInProgress`. A refused first attempt sent
+        nothing, so it frees the key and a retry runs the pipeline again.
+
+        :raises InvalidPhone, RegionNotAllowed, PhoneTypeNotAllowed: the number is refused.
+        :raises CaptchaRequired, CaptchaInvalid: the captcha gate is closed.
+        :raises NumberOptedOut: the number replied STOP.
+        :raises RateLimited: a limit refused; carries ``limit`` and ``retry_after``.
+        :raises ContentBlocked: the message would break the provider's content rules.
+        :raises ProviderError: the gateway failed.
+        :raises StoreUnavailable: limits cannot be checked, so nothing is sent.
+        :raises IdempotencyInProgress: a request with the same key is still running.
+        """
+        purpose = validate_purpose(purpose)
+        client_ip = canonical_ip(client_ip)
+        if idempotency_key is not None and not IDEMPOTENCY_KEY_PATTERN.fullmatch(idempotency_key):
+            raise InvalidRequest(
+                "Idempotency-Key: 1-64 characters of A-Z, a-z, 0-9, _, -, . or :.",
+                field="Idempotency-Key",
+            )
+        event = Event("send", purpose=purpose, client_ip=client_ip)
+        try:
+            if idempotency_key is None:
+                receipt = self._send(
+                    event, phone, purpose, region, client_ip, captcha_id, captcha_answer
+                )
+            else:
+                receipt = self._send_once(
+                    event,
+                    idempotency_key,
+                    phone,
+                    purpose,
+                    region,
+                    client_ip,
+                    captcha_id,
+                    captcha_answer,
+                )
+        except OtpError as exc:
+            self.audit.refused(event, exc)
+            raise
+        self.audit.accepted(event)
+        return receipt
+
+    def _send_once(
+        self,
+        event: Event,
+        idempotency_key: str,
+        raw_phone: str,
+        purpose: str,
+        region: str | None,
+        client_ip: str | None,
+        captcha_id: str | None,
+        captcha_answer: str | None,
+    ) -> SendReceipt:
+        """The send pipeline behind an atomic claim on the idempotency key.
+
+        The claim (``put_new``) comes before the captcha gate: a repeat carries the first
+        request's already-consumed captcha and must still get the first answer.
+        """
+        phone = self._parse(raw_phone, region)
+        tag = phone_tag(self._tag_key, phone.e164)
+        digest = hmac.new(
+            self._tag_key, f"{purpose}\0{idempotency_key}".encode(), hashlib.sha256
+        ).hexdigest()[:32]
+        key = self.keys.idempotency(tag, digest)
+        ttl = max(60, self.settings.resend_interval)
+        now = self.clock.now()
+        event.details["idempotency"] = "first"
+        existing = self.store.put_new(key, _IDEMPOTENCY_PENDING, ttl=ttl, now=now)
+        if existing == _IDEMPOTENCY_PENDING:
+            event.phone = phone.e164
+            event.details["idempotency"] = "in_progress"
+            raise IdempotencyInProgress(
+                "A request with this Idempotency-Key is still running; retry shortly.",
+                retry_after=1,
+            )
+        if existing is not None:
+            event.phone = phone.e164
+            event.details["idempotency"] = "replayed"
+            return _replay(json.loads(existing))
+        try:
+            receipt = self._send(
+                event, raw_phone, purpose, region, client_ip, captcha_id, captcha_answer
+            )
+        except ProviderError as exc:
+            if exc.retryable:
+                self.store.delete(key)
+            else:
+                # The message may have reached the provider: a retry must not send it again.
+                failure = {"error": exc.code, "detail": exc.detail, "extras": exc.extras}
+                self.store.put(key, json.dumps(failure).encode(), ttl=ttl, now=now)
+            raise
+        except BaseException:
+            self.store.delete(key)
+            raise
+        stored = json.dumps(
+            {
+                "phone": receipt.phone,
+                "purpose": receipt.purpose,
+                "expires_in": receipt.expires_in,
+                "resend_after": receipt.resend_after,
+            }
+        ).encode()
+        self.store.put(key, stored, ttl=ttl, now=now)
+        return receipt
+
+    def _send(
+        self,
+        event: Event,
+        raw_phone: str,
+        purpose: str,
+        region: str | None,
+        client_ip: str | None,
+        captcha_id: str | None,
+        captcha_answer: str | None,
+    ) -> SendReceipt:
+        phone = self._parse(raw_phone, region)
+        event.phone = phone.e164
+        now = self.clock.now()
+        tag = phone_tag(self._tag_key, phone.e164)
+        self._pass_captcha(event, phone, tag, client_ip, captcha_id, captcha_answer, now)
+        # The content check is pure and cheaper than a store round trip, so it runs before the
+        # limits: a blocked template spends no one's quota. The admission stores the code.
+        test_code = self._test_codes.get(phone.e164)
+        code = test_code or generate_code(self.rng, self.settings.code_length)
+        message = self._render(phone, purpose, code)
+        self._check_content(event, message)
+        record = CodeRecord(
+            self.keys.code(tag, purpose),
+            code_digest(self._code_keys[0], phone=phone.e164, purpose=purpose, code=code),
+            ttl=self.settings.code_ttl,
+            max_attempts=self.settings.max_attempts,
+        )
+        rate_limit = self._admit(event, phone, tag, purpose, client_ip, now, record)
+        if test_code is None:
+            event.details["provider"] = self.gateway.name
+            reservation = self.budget.reserve(phone.region, now)
+            started = time.perf_counter()
+            try:
+                result = self.gateway.send(message)
+            except BaseException:
+                self.budget.refund(reservation, now)
+                raise
+            finally:
+                # Audited (and so measured) whether the provider answered or failed.
+                event.details["provider_seconds"] = round(time.perf_counter() - started, 4)
+            event.details["provider"] = result.provider
+            event.details["message_id"] = result.message_id
+            self._remember_delivery(result.message_id, tag, purpose, now)
+            if "pumping_allow_listed" not in event.details:
+                self._count_pumping(event, phone, client_ip, now)
+        else:
+            event.details["test_number"] = True
+        return SendReceipt(
+            phone=phone.masked,
+            purpose=purpose,
+            expires_in=self.settings.code_ttl,
+            resend_after=self.settings.resend_interval,
+            rate_limit=rate_limit,
+        )
+
+    def _remember_delivery(
+        self, message_id: str | None, tag: str, purpose: str, now: float
+    ) -> None:
+        """Note the provider's message id so its delivery report can be matched later.
+
+        The SMS has already left: a store failure here is logged, never turned into an error
+        that would make the caller ask for (and pay for) a second message.
+        """
+        if not message_id or not self._tracks_delivery:
+            return
+        try:
+            record_sent(
+                self.store,
+                self.keys,
+                message_id=message_id,
+                phone_tag=tag,
+                purpose=purpose,
+                now=now,
+            )
+        except StoreUnavailable:
+            log.warning("could not record message %s for delivery reports", message_id)
+
+    def _parse(self, raw_phone: str, region: str | None) -> Phone:
+        default_region = (region or self.settings.default_region).upper()
+        if len(default_region) != 2 or not default_region.isalpha():
+            raise InvalidRequest("region: expected a two-letter ISO country code.")
+        return parse_phone(
+            raw_phone,
+            default_region=default_region,
+            allowed_regions=self.settings.allowed_regions,
+        )
+
+    def _admit(
+        self,
+        event: Event,
+        phone: Phone,
+        tag: str,
+        purpose: str,
+        client_ip: str | None,
+        now: float,
+        code: CodeRecord,
+    ) -> WindowUsage | None:
+        """Check every send limit and count the send, in one store step; refuse, or return the
+        caller's tightest window. A shadow rule that would have refused is recorded only."""
+        rules = self._send_limits.rules(
+            self.keys, phone_tag=tag, purpose=purpose, prefix=phone.prefix, client_ip=client_ip
+        )
+        rules += self.captcha_gate.send_rules(client_ip)
+        scopes = scopes_for(phone, client_ip)
+        denials = [
+            Denial("number_opted_out", self.keys.optout(tag)),
+            *self.pumping.denials(scopes),
+        ]
+        admission = self.store.admit(
+            denials=denials, limits=rules, now=now, token=uuid.uuid4().hex, code=code
+        )
+        blocked_by = admission.refused_by
+        if blocked_by is not None and blocked_by.startswith("pumping_"):
+            if not self.pumping.allow_listed(tag, client_ip, now):
+                raise RateLimited(
+                    f"Too many unverified codes in this {blocked_by[8:]}; retry later.",
+                    limit=blocked_by,
+                    retry_after=self.pumping.retry_after(blocked_by, scopes, now),
+                )
+            # An operator exempted this number or subnet: admit it past the scope's block.
+            event.details["pumping_allow_listed"] = blocked_by
+            admission = self.store.admit(
+                denials=denials[:1], limits=rules, now=now, token=uuid.uuid4().hex, code=code
+            )
+        event.details["shadowed"] = (
+            list(self.captcha_gate.without_signals(admission.shadowed)) or None
+        )
+        if admission.refused_by == "number_opted_out":
+            raise NumberOptedOut("This number has opted out of messages.")
+        if not admission.allowed:
+            raise RateLimited(
+                f"Too many requests ({admission.refused_by}); retry later.",
+                limit=admission.refused_by,
+                retry_after=retry_after_seconds(admission.retry_after),
+            )
+        return tightest_window(admission.usage)
+
+    def _count_pumping(self, event: Event, phone: Phone, client_ip: str | None, now: float) -> None:
+        """Count a sent message per scope; audit each scope that trips (blocked or shadowed).
+
+        The message is already gone, so a store failure here is logged, not raised.
+        """
+        try:
+            decisions = self.pumping.record_sent(scopes_for(phone, client_ip), now)
+        except OtpError:
+            log.warning("pumping counts not updated: the store failed after a send")
+            return
+        for decision in decisions:
+            self._audit_pumping(event, decision)
+
+    def _audit_pumping(self, event: Event, decision: Decision) -> None:
+        pumping = Event(
+            "pumping",
+            purpose=event.purpose,
+            client_ip=event.client_ip,
+            phone=event.phone,
+            details=decision.describe(),
+        )
+        self.audit.record(pumping, decision.outcome)
+
+    def _check_content(self, event: Event, message: SmsMessage) -> None:
+        """Check the rendered text and each template parameter before anything is stored or sent.
+
+        A ``block`` finding refuses the send; a ``flag`` is only recorded on the audit event.
+        Only rule ids and groups leave this method, never the matched text: the caller may be
+        anonymous, and content does not belong in logs.
+
+        :raises ContentBlocked: a rule with action ``block`` matched.
+        """
+        report = self.content_policy.check_message(
+            message.text, message.template_params, self.settings.huawei_signature
+        )
+        if report.flags:
+            event.details["content_flags"] = sorted({f.rule for f in report.flags})
+        if report.blocked:
+            finding = report.blocking[0]
+            raise ContentBlocked(
+                f"The message breaks content rule {finding.rule}.",
+                rule=finding.rule,
+                group=finding.group,
+            )
+
+    def _render(self, phone: Phone, purpose: str, code: str) -> SmsMessage:
+        minutes = max(1, self.settings.code_ttl // 60)
+        text = self.settings.message_template.format(code=code, minutes=minutes)
+        return SmsMessage(
+            to=phone.e164, code=code, text=text, purpose=purpose, template_params=(code,)
+        )
+
+    # -- verify -------------------------------------------------------------------------------
+
+    def verify(
+        self,
+        phone: str,
+        code: str,
+        *,
+        purpose: str | None = None,
+        region: str | None = None,
+        client_ip: str | None = None,
+    ) -> Approval:
+        """Check a code in one atomic store step; on success return a signed token.
+
+        :raises CodeInvalid: wrong code; carries ``attempts_left``.
+        :raises CodeExpired: no live code for this number and purpose (or never sent).
+        :raises TooManyAttempts: the code is locked; a new one must be requested.
+        :raises RateLimited: too many verify calls from this client.
+        """
+        purpose = validate_purpose(purpose)
+        client_ip = canonical_ip(client_ip)
+        event = Event("verify", purpose=purpose, client_ip=client_ip)
+        try:
+            approval = self._verify(event, phone, code, purpose, region, client_ip)
+        except OtpError as exc:
+            self.audit.refused(event, exc)
+            raise
+        self.audit.accepted(event)
+        return approval
+
+    def _verify(
+        self,
+        event: Event,
+        raw_phone: str,
+        code: str,
+        purpose: str,
+        region: str | None,
+        client_ip: str | None,
+    ) -> Approval:
+        phone = self._parse(raw_phone, region)
+        event.phone = phone.e164
+        if not code.isascii() or not code.isdigit() or len(code) != self.settings.code_length:
+            raise InvalidRequest(f"code: expected {self.settings.code_length} digits.")
+        now = self.clock.now()
+        tag = phone_tag(self._tag_key, phone.e164)
+        candidates = [
+            code_digest(key, phone=phone.e164, purpose=purpose, code=code)
+            for key in self._code_keys
+        ]
+        limits = verify_limits(
+            self.keys, self.settings.limits_verify_ip, client_ip, self.settings.shadow_rules
+        )
+        # Conversions raise a scope's pumping allowance; counted in the same store step.
+        counted = phone.e164 not in self._test_codes
+        check = self.store.verify_code(
+            self.keys.code(tag, purpose),
+            candidates,
+            now=now,
+            limits=limits,
+            token=uuid.uuid4().hex,
+            on_approve=self.pumping.verified_tally(scopes_for(phone, client_ip), now)
+            if counted
+            else None,
+        )
+        event.details["shadowed"] = list(check.shadowed) or None
+        if check.status is CodeStatus.LIMITED:
+            raise RateLimited(
+                "Too many verification attempts from this client; retry later.",
+                limit=check.refused_by,
+                retry_after=retry_after_seconds(check.retry_after),
+            )
+        if check.status in (CodeStatus.INVALID, CodeStatus.EXPIRED, CodeStatus.LOCKED):
+            self.captcha_gate.record_failure(now=now, client_ip=client_ip, phone_tag=tag)
+        if check.status is CodeStatus.INVALID:
+            raise CodeInvalid("The code is wrong.", attempts_left=check.attempts_left)
+        if check.status is CodeStatus.EXPIRED:
+            raise CodeExpired("There is no valid code; request a new one.")
+        if check.status is CodeStatus.LOCKED:
+            raise TooManyAttempts("Too many wrong codes; request a new one.")
+        self.captcha_gate.record_verified(now=now, prefix=phone.prefix)
+        token = self._signer.issue(
+            phone=phone.e164,
+            purpose=purpose,
+            token_id=uuid.uuid4().hex,
+            now=now,
+            ttl=self.settings.token_ttl,
+        )
+        return Approval(
+            phone=phone.e164, purpose=purpose, token=token, expires_in=self.settings.token_ttl
+        )
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def check_token(
+        self,
+        token: str,
+        *,
+        purpose: str | None = None,
+        consume: bool = False,
+        client_ip: str | None = None,
+    ) -> VerifiedClaim:
+        """The claim of a verification token; with ``consume`` it works once only.
+
+        Audited like every decision: a host app checking tokens it was never issued shows up.
+
+        :raises TokenInvalid, TokenExpired: not a valid token (for this purpose).
+        :raises TokenUsed: ``consume`` and the token was consumed before.
+        """
+        event = Event("token_check", client_ip=client_ip, details={"consume": consume})
+        try:
+            claim = self._check_token(event, token, purpose, consume)
+        except OtpError as exc:
+            self.audit.refused(event, exc)
+            raise
+        self.audit.accepted(event)
+        return claim
+
+    def _check_token(
+        self, event: Event, token: str, purpose: str | None, consume: bool
+    ) -> VerifiedClaim:
+        checked_purpose = None if purpose is None else validate_purpose(purpose)
+        event.purpose = checked_purpose
+        now = self.clock.now()
+        claim = self._signer.check(token, now=now, purpose=checked_purpose)
+        event.phone = claim.phone
+        event.purpose = claim.purpose
+        event.details["token_id"] = claim.token_id
+        if consume:
+            ttl = max(1.0, claim.expires_at - now)
+            if self.store.put_new(self.keys.token_used(claim.token_id), b"1", ttl=ttl, now=now):
+                raise TokenUsed("This token was already used.")
+        return claim
+
+    # -- captcha ------------------------------------------------------------------------------
+
+    def create_captcha(self, *, client_ip: str | None = None) -> Challenge:
+        """A fresh one-time challenge. The store keeps the answer's HMAC, the text sealed
+        (for the audio variant) and the PNG, under one key that lives ``OTP_CAPTCHA_TTL``.
+
+        :raises RateLimited: ``limit="captcha_ip"``: this address asked for too many.
+        """
+        event = Event("captcha_create", client_ip=client_ip)
+        try:
+            challenge = self._create_captcha(client_ip)
+        except OtpError as exc:
+            self.audit.refused(event, exc)
+            raise
+        self.audit.accepted(event)
+        return challenge
+
+    def _create_captcha(self, client_ip: str | None) -> Challenge:
+        client_ip = canonical_ip(client_ip)
+        now = self.clock.now()
+        if client_ip is not None:
+            # Drawing costs CPU: count the address before drawing anything.
+            rules = [
+                LimitRule(
+                    "captcha_ip",
+                    self.keys.limit("captcha_ip", client_ip, w.seconds, w.amount),
+                    w.amount,
+                    w.seconds,
+                    "captcha_ip" in self.settings.shadow_rules,
+                )
+                for w in parse_windows(self.settings.limits_captcha_ip)
+            ]
+            admission = self.store.admit(denials=(), limits=rules, now=now, token=uuid.uuid4().hex)
+            if not admission.allowed:
+                raise RateLimited(
+                    "Too many captchas from this client; retry later.",
+                    limit="captcha_ip",
+                    retry_after=retry_after_seconds(admission.retry_after),
+                )
+        challenge_id = self.rng.token_bytes(18).hex()
+        text = captcha_core.generate_challenge(self.rng, self.settings.captcha_length)
+        record = captcha_core.ChallengeRecord(
+            digest=captcha_core.answer_digest(self._captcha_keys[0], challenge_id, text),
+            sealed=captcha_core.seal_text(
+                self._seal_keys[0], challenge_id, text, self.rng.token_bytes(12)
+            ),
+            image_png=self.captcha_renderer.render_image(text),
+        )
+        ttl = self.settings.captcha_ttl
+        self.store.put(self.keys.captcha(challenge_id), record.encode(), ttl=ttl, now=now)
+        return Challenge(challenge_id=challenge_id, image_png=record.image_png, expires_in=ttl)
+
+    def captcha_image(self, challenge_id: str) -> bytes:
+        """The PNG of a live challenge.
+
+        :raises NotFound: unknown, used or expired.
+        """
+        return self._live_challenge(challenge_id, self.clock.now()).image_png
+
+    def captcha_audio(self, challenge_id: str) -> bytes:
+        """The WAV of a live challenge: the same text, spoken, for people who cannot see it.
+
+        Drawn on the first request (it takes about a quarter of a second) from the sealed text,
+        then served from the store until the challenge's own expiry could have passed. Each
+        request first checks that the challenge is still live, so an answered or expired
+        challenge has no audio even while its cached WAV waits for its TTL.
+
+        :raises NotFound: unknown, used or expired.
+        """
+        now = self.clock.now()
+        record = self._live_challenge(challenge_id, now)
+        key = self.keys.captcha_audio(challenge_id)
+        with self._audio_lock:
+            cached = self.store.get(key, now=now)
+            if cached is not None:
+                return cached
+            text = next(
+                (
+                    opened
+                    for seal_key in self._seal_keys
+                    if (opened := captcha_core.open_text(seal_key, challenge_id, record.sealed))
+                ),
+                None,
+            )
+            if text is None:
+                # Sealed under a key no longer configured: as good as expired.
+                raise NotFound("No such captcha.")
+            audio = self.captcha_renderer.render_audio(text)
+            self.store.put(key, audio, ttl=self.settings.captcha_ttl, now=now)
+            return audio
+
+    def _live_challenge(self, challenge_id: str, now: float) -> captcha_core.ChallengeRecord:
+        if not CAPTCHA_ID_PATTERN.fullmatch(challenge_id):
+            raise NotFound("No such captcha.")
+        raw = self.store.get(self.keys.captcha(challenge_id), now=now)
+        record = None if raw is None else captcha_core.ChallengeRecord.decode(raw)
+        if record is None:
+            raise NotFound("No such captcha.")
+        return record
+
+    def check_captcha(
+        self, challenge_id: str | None, answer: str | None, *, client_ip: str | None = None
+    ) -> None:
+        """Consume a challenge and check its answer, whatever ``OTP_CAPTCHA_MODE`` says.
+
+        The send pipeline applies the mode; a caller asking directly (the guard's
+        ``captcha_required``, a host app) has decided a captcha is needed. One-time: a wrong
+        answer burns the challenge too, so answers cannot be guessed against one image.
+
+        :raises CaptchaRequired: no challenge id or no answer.
+        :raises CaptchaInvalid: wrong, used, expired or unknown challenge.
+        """
+        event = Event("captcha", client_ip=client_ip)
+        try:
+            self._check_captcha(challenge_id, answer)
+        except OtpError as exc:
+            self.audit.refused(event, exc)
+            raise
+        self.audit.accepted(event)
+
+    def _pass_captcha(
+        self,
+        event: Event,
+        phone: Phone,
+        tag: str,
+        client_ip: str | None,
+        challenge_id: str | None,
+        answer: str | None,
+        now: float,
+    ) -> None:
+        """The send pipeline's gate, by ``OTP_CAPTCHA_MODE``; notes the outcome on ``event``.
+
+        ``adaptive``: a request without a captcha passes unless a risk signal trips; one that
+        brings a captcha has it checked like in ``always`` (its user answered one, so a wrong
+        answer is refused, and counted as a failure).
+        """
+        mode = self.settings.captcha_mode
+        if mode == "off":
+            return
+        if mode == "adaptive" and not challenge_id and not answer:
+            signals = self.captcha_gate.signals(
+                now=now, client_ip=client_ip, phone_tag=tag, prefix=phone.prefix
+            )
+            if not signals:
+                event.details["captcha"] = "not_required"
+                return
+            event.details["captcha_signals"] = list(signals)
+            raise CaptchaRequired("Solve a captcha first (POST /captcha).")
+        try:
+            self._check_captcha(challenge_id, answer)
+        except CaptchaInvalid:
+            self.captcha_gate.record_failure(now=now, client_ip=client_ip, phone_tag=None)
+            raise
+        event.details["captcha"] = "passed"
+
+    def _check_captcha(self, challenge_id: str | None, answer: str | None) -> None:
+        if not challenge_id or not answer:
+            raise CaptchaRequired("Solve a captcha first (POST /captcha).")
+        if not CAPTCHA_ID_PATTERN.fullmatch(challenge_id):
+            raise CaptchaInvalid("The captcha answer is wrong, used or expired.")
+        # One atomic take: of parallel answers to one challenge, exactly one sees the record.
+        raw = self.store.take(self.keys.captcha(challenge_id), now=self.clock.now())
+        record = None if raw is None else captcha_core.ChallengeRecord.decode(raw)
+        matched = False
+        for key in self._captcha_keys:
+            expected = captcha_core.answer_digest(key, challenge_id, answer)
+            # Compared whether or not the record exists, so timing says nothing about ids.
+            matched |= hmac.compare_digest(record.digest if record else bytes(32), expected)
+        if record is None or not matched:
+            raise CaptchaInvalid("The captcha answer is wrong, used or expired.")
+
+    # -- limits on any action ------------------------------------------------------------------
+
+    def hit_limits(
+        self,
+        axis: str,
+        subject: str,
+        spec: str,
+        *,
+        scope: str = "app",
+        hash_subject: bool = True,
+        client_ip: str | None = None,
+    ) -> None:
+        """Count one hit of ``subject`` against ``spec`` (``limits`` notation), or refuse.
+
+        The same atomic moving windows as the send pipeline, for a host app's own actions (the
+        guard's ``rate_limit``). Counters are separate per ``scope`` and ``axis``, so a route's
+        ``ip`` limit never spends the send pipeline's. Subjects are stored as a keyed hash unless
+        ``hash_subject`` is false (IPs and subnets, which operators want to read): a host's own
+        key may be an e-mail address or a phone number.
+
+        :param axis: the name reported in ``RateLimited.limit`` (``ip``, ``subnet``, ``global`` …).
+        :param subject: who is counted (an IP, a subnet, an account id …).
+        :param spec: e.g. ``"5/minute;100/day"``; empty means no limit.
+        :param scope: a name shared by the actions that share these counters.
+        :raises RateLimited: a window is full; carries ``limit`` and ``retry_after``.
+        :raises StoreUnavailable: the store cannot count, so nothing is allowed (fail closed).
+        """
+        event = Event("limit", client_ip=client_ip, details={"scope": scope, "axis": axis})
+        shown = phone_tag(self._tag_key, subject) if hash_subject else subject
+        rules = [
+            LimitRule(
+                axis,
+                self.keys.limit(f"{scope}:{axis}", shown, window.seconds, window.amount),
+                window.amount,
+                window.seconds,
+            )
+            for window in parse_windows(spec)
+        ]
+        try:
+            admission = self.store.admit(
+                denials=(), limits=rules, now=self.clock.now(), token=uuid.uuid4().hex
+            )
+            if not admission.allowed:
+                raise RateLimited(
+                    f"Too many requests ({axis}); retry later.",
+                    limit=axis,
+                    retry_after=retry_after_seconds(admission.retry_after),
+                )
+        except OtpError as exc:
+            self.audit.refused(event, exc)
+            raise
+        self.audit.accepted(event)
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def limit_status(
+        self,
+        *,
+        phone: str | None = None,
+        purpose: str | None = None,
+        region: str | None = None,
+        ip: str | None = None,
+    ) -> LimitReport:
+        """How full the windows of a number and/or a client address are, counting nothing.
+
+        A number shows its resend cooldown and number windows (for ``purpose``) and its range's
+        windows; an address shows its own, its subnet's and its verify windows. The global budget
+        is always shown.
+
+        :raises InvalidRequest: neither ``phone`` nor ``ip``, or either is malformed.
+        """
+        target = self._operator_target(phone, purpose, region, ip)
+        rules = target.rules + self._send_limits.global_rules(self.keys)
+        windows = tuple(self.store.window_usage(rules, now=self.clock.now()))
+        masked = None if target.e164 is None else mask_phone(target.e164)
+        return LimitReport(masked, target.purpose, target.ip, windows)
+
+    def reset_limits(
+        self,
+        *,
+        phone: str | None = None,
+        purpose: str | None = None,
+        region: str | None = None,
+        ip: str | None = None,
+    ) -> int:
+        """Clear the windows :meth:`limit_status` shows, except the global budget.
+
+        For an operator unblocking a legitimate user or office. Audited as ``limits_reset``.
+
+        :returns: how many windows held hits and were cleared.
+        :raises InvalidRequest: neither ``phone`` nor ``ip``, or either is malformed.
+        """
+        target = self._operator_target(phone, purpose, region, ip)
+        event = Event("limits_reset", purpose=target.purpose, client_ip=target.ip)
+        event.phone = target.e164
+        cleared = self.store.delete(*dict.fromkeys(rule.key for rule in target.rules))
+        event.details["cleared"] = cleared
+        self.audit.accepted(event)
+        return cleared
+
+    def _operator_target(
+        self, phone: str | None, purpose: str | None, region: str | None, ip: str | None
+    ) -> _OperatorTarget:
+        if phone is None and ip is None:
+            raise InvalidRequest("Name a phone number, an IP address, or both.")
+        rules: list[LimitRule] = []
+        parsed = None if phone is None else self._parse(phone, region)
+        purpose = validate_purpose(purpose)
+        if parsed is not None:
+            tag = phone_tag(self._tag_key, parsed.e164)
+            rules += self._send_limits.number_rules(self.keys, phone_tag=tag, purpose=purpose)
+            rules += self._send_limits.prefix_rules(self.keys, parsed.prefix)
+        address = canonical_ip(ip)
+        if address is not None:
+            rules += self._send_limits.address_rules(self.keys, address)
+            rules += verify_limits(
+                self.keys, self.settings.limits_verify_ip, address, self.settings.shadow_rules
+            )
+        return _OperatorTarget(
+            e164=None if parsed is None else parsed.e164, purpose=purpose, ip=address, rules=rules
+        )
+
+    def ready(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the store answers."""
+        self.store.ping()

@@ -1,0 +1,625 @@
+"""Typed, frozen configuration built from ``OTP_*`` variables, a Flask config, or arguments.
+
+One naming rule and no table of exceptions: the field ``resend_interval`` is the environment
+variable ``OTP_RESEND_INTERVAL`` and the Flask key ``app.config["OTP_RESEND_INTERVAL"]``. Each field
+declares its parser and its check in its metadata, so the README's table, ``check-config`` and the
+error messages all come from this one place. Invalid values fail at construction with a message
+naming the variable; ``OTP_ENV=production`` additionally refuses unsafe choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import phonenumbers
+from limits import parse_many
+
+from otp_service.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+#: Keys shipped in docs and examples; production refuses them.
+EXAMPLE_SECRETS = frozenset(
+    {"change-me", "changeme", "secret", "dev", "development", "example-secret-key-change-me-now!!"}
+)
+MIN_PRODUCTION_SECRET_BYTES = 32
+MAX_CODE_TTL = 600
+ENVIRONMENTS = ("development", "production", "testing")
+CAPTCHA_MODES = ("always", "adaptive", "off")
+GATEWAYS = ("console", "huawei")
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _int(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {raw!r}") from None
+
+
+def _float(raw: str) -> float:
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected a number, got {raw!r}") from None
+
+
+def _bool(raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    if word in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {raw!r}")
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _upper_csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.upper() for part in _csv(raw))
+
+
+def _name_set(raw: str) -> frozenset[str]:
+    return frozenset(_csv(raw))
+
+
+def _test_numbers(raw: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in _csv(raw):
+        number, sep, code = item.partition(":")
+        if not sep or not number.strip() or not code.strip():
+            raise ValueError(f"expected +NUMBER:CODE items, got {item!r}")
+        pairs.append((number.strip(), code.strip()))
+    return tuple(pairs)
+
+
+def _costs(raw: str) -> tuple[tuple[str, float], ...]:
+    pairs = []
+    for item in _csv(raw):
+        region, sep, cost = item.partition(":")
+        if not sep or not region.strip():
+            raise ValueError(f"expected REGION:COST items, got {item!r}")
+        pairs.append((region.strip().upper(), _float(cost)))
+    return tuple(pairs)
+
+
+def _check_costs(value: Any) -> str | None:
+    for region, cost in value:
+        if region != "*" and (len(region) != 2 or not region.isalpha()):
+            return f"{region!r} is not a two-letter region (or * for the rest)"
+        if cost < 0:
+            return f"cost of {region} must not be negative"
+    return None
+
+
+def _check_range(low: float, high: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not low <= value <= high:
+            return f"must be between {low:g} and {high:g}, got {value!r}"
+        return None
+
+    return check
+
+
+def _check_choice(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+
+    return check
+
+
+def _check_limits(value: Any) -> str | None:
+    if not value.strip():
+        return None
+    try:
+        parse_many(value)
+    except ValueError:
+        return f"expected limits notation such as '10/minute;100/hour', got {value!r}"
+    return None
+
+
+def _check_regions(value: Any) -> str | None:
+    known = phonenumbers.SUPPORTED_REGIONS
+    bad = [r for r in value if r != "*" and r not in known]
+    return f"unknown region codes: {', '.join(bad)}" if bad else None
+
+
+def _check_region(value: Any) -> str | None:
+    return None if value in phonenumbers.SUPPORTED_REGIONS else f"unknown region {value!r}"
+
+
+def _check_cidrs(value: Any) -> str | None:
+    for cidr in value:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            return f"expected CIDRs such as 10.0.0.0/8, got {cidr!r}"
+    return None
+
+
+def _check_bind(value: Any) -> str | None:
+    if value.startswith("unix:"):
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"expected HOST:PORT or unix:PATH, got {value!r}"
+    return None
+
+
+def _check_url(schemes: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value is None:
+            return None
+        scheme, sep, _ = value.partition("://")
+        if not sep or scheme not in schemes:
+            return f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}"
+        return None
+
+    return check
+
+
+def _env(
+    parse: Callable[[str], Any],
+    doc: str,
+    check: Callable[[Any], str | None] | None = None,
+    secret: bool = False,
+) -> dict[str, Any]:
+    return {"parse": parse, "doc": doc, "check": check, "secret": secret}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of the service. Build with :meth:`from_env`, :meth:`from_mapping` or directly."""
+
+    env: str = field(
+        default="development",
+        metadata=_env(
+            _text,
+            "`production` refuses unsafe settings (default secret, test numbers, console gateway)",
+            _check_choice(ENVIRONMENTS),
+        ),
+    )
+    secret_key: str | None = field(
+        default=None,
+        metadata=_env(
+            _optional_text,
+            "keys code HMACs and signs tokens; >= 32 bytes in production; "
+            "development: random per process",
+            secret=True,
+        ),
+    )
+    secret_key_fallbacks: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(_csv, "comma list of old keys still accepted (rotation)", secret=True),
+    )
+    redis_url: str | None = field(
+        default=None,
+        metadata=_env(
+            _optional_text,
+            "`redis://`, `rediss://`, `unix://`, `redis+cluster://`; unset: in-memory store",
+            _check_url(("redis", "rediss", "unix", "redis+cluster", "memory")),
+            secret=True,
+        ),
+    )
+    key_prefix: str = field(default="otp:", metadata=_env(_text, "namespace of every key"))
+    sms_gateway: str = field(
+        default="console",
+        metadata=_env(_text, "`console` (dev only) or `huawei`", _check_choice(GATEWAYS)),
+    )
+    huawei_endpoint: str | None = field(
+        default=None,
+        metadata=_env(
+            _optional_text,
+            "base URL; the gateway posts to `{endpoint}/sms/batchSendSms/v1`",
+            _check_url(("https", "http")),
+        ),
+    )
+    huawei_app_key: str | None = field(
+        default=None, metadata=_env(_optional_text, "WSSE App Key", secret=True)
+    )
+    huawei_app_secret: str | None = field(
+        default=None, metadata=_env(_optional_text, "WSSE App Secret", secret=True)
+    )
+    huawei_sender: str | None = field(
+        default=None, metadata=_env(_optional_text, "channel number (`from`)")
+    )
+    huawei_template_id: str | None = field(
+        default=None, metadata=_env(_optional_text, "verification template, one variable: the code")
+    )
+    huawei_signature: str | None = field(
+        default=None, metadata=_env(_optional_text, "signature name (Chinese-mainland templates)")
+    )
+    huawei_timeout: float = field(
+        default=5.0,
+        metadata=_env(_float, "seconds, connect and read, per request", _check_range(0.1, 60)),
+    )
+    public_url: str | None = field(
+        default=None,
+        metadata=_env(
+            _optional_text,
+            "where the provider reaches our callbacks",
+            _check_url(("https", "http")),
+        ),
+    )
+    callback_token: str | None = field(
+        default=None,
+        metadata=_env(_optional_text, "secret the provider's callbacks must carry", secret=True),
+    )
+    optout_ttl: int = field(
+        default=2 * 365 * 86400,
+        metadata=_env(
+            _int,
+            "seconds an opt-out (STOP/TD reply) keeps a number suppressed; default 2 years",
+            _check_range(86400, 10 * 365 * 86400),
+        ),
+    )
+    default_region: str = field(
+        default="CN",
+        metadata=_env(
+            lambda raw: raw.strip().upper(), "region for numbers without +", _check_region
+        ),
+    )
+    allowed_regions: tuple[str, ...] = field(
+        default=("CN",),
+        metadata=_env(
+            _upper_csv,
+            "destinations allowed (ISO codes, `*` = all); deny by default",
+            _check_regions,
+        ),
+    )
+    code_length: int = field(
+        default=6, metadata=_env(_int, "digits in a code", _check_range(4, 10))
+    )
+    code_ttl: int = field(
+        default=300,
+        metadata=_env(_int, "seconds a code lives (at most 600)", _check_range(30, MAX_CODE_TTL)),
+    )
+    max_attempts: int = field(
+        default=5, metadata=_env(_int, "wrong guesses allowed per code", _check_range(1, 20))
+    )
+    resend_interval: int = field(
+        default=60,
+        metadata=_env(_int, "seconds between sends to one number", _check_range(0, 3600)),
+    )
+    limits_number: str = field(
+        default="5/hour;10/day",
+        metadata=_env(_text, "per number and purpose, `limits` notation", _check_limits),
+    )
+    limits_ip: str = field(
+        default="10/minute;100/hour", metadata=_env(_text, "per client IP", _check_limits)
+    )
+    limits_subnet: str = field(
+        default="30/minute;300/hour",
+        metadata=_env(_text, "per /24 (IPv4) or /64 (IPv6)", _check_limits),
+    )
+    limits_prefix: str = field(
+        default="50/hour",
+        metadata=_env(_text, "per number range (E.164 without its last 4 digits)", _check_limits),
+    )
+    limits_global: str = field(
+        default="1000/hour",
+        metadata=_env(_text, "all sends: the budget / circuit breaker", _check_limits),
+    )
+    limits_verify_ip: str = field(
+        default="30/minute", metadata=_env(_text, "verify calls per client IP", _check_limits)
+    )
+    captcha_mode: str = field(
+        default="always",
+        metadata=_env(_text, "`always` / `adaptive` / `off`", _check_choice(CAPTCHA_MODES)),
+    )
+    captcha_ttl: int = field(
+        default=120,
+        metadata=_env(_int, "seconds a captcha challenge lives", _check_range(10, 1800)),
+    )
+    captcha_length: int = field(
+        default=5, metadata=_env(_int, "characters in a captcha challenge", _check_range(4, 8))
+    )
+    limits_captcha_ip: str = field(
+        default="20/minute;200/hour",
+        metadata=_env(_text, "captcha challenges created per client IP", _check_limits),
+    )
+    captcha_adaptive_ip: str = field(
+        default="3/hour",
+        metadata=_env(
+            _text, "adaptive: sends from one IP before a captcha (empty: signal off)", _check_limits
+        ),
+    )
+    captcha_adaptive_subnet: str = field(
+        default="10/hour",
+        metadata=_env(_text, "adaptive: sends from one /24 or /64 before a captcha", _check_limits),
+    )
+    captcha_adaptive_ip_failures: str = field(
+        default="3/hour",
+        metadata=_env(
+            _text, "adaptive: failed verifies and wrong captchas from one IP", _check_limits
+        ),
+    )
+    captcha_adaptive_subnet_failures: str = field(
+        default="10/hour",
+        metadata=_env(_text, "adaptive: failures from one /24 or /64", _check_limits),
+    )
+    captcha_adaptive_number_failures: str = field(
+        default="3/hour",
+        metadata=_env(_text, "adaptive: failed verifies for one number", _check_limits),
+    )
+    captcha_adaptive_new_range: bool = field(
+        default=True,
+        metadata=_env(_bool, "adaptive: ask for a captcha for a range with no recent verification"),
+    )
+    captcha_adaptive_range_memory: int = field(
+        default=30 * 86400,
+        metadata=_env(
+            _int,
+            "adaptive: seconds a verified number keeps its range known",
+            _check_range(3600, 366 * 86400),
+        ),
+    )
+    captcha_adaptive_global: float = field(
+        default=0.5,
+        metadata=_env(
+            _float,
+            "adaptive: share of a global window in use that asks everyone for a captcha (0: off)",
+            _check_range(0, 1),
+        ),
+    )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(_csv, "CIDRs whose `X-Forwarded-For` is believed", _check_cidrs),
+    )
+    bind: str = field(
+        default="127.0.0.1:8000",
+        metadata=_env(
+            _text,
+            "gunicorn listen address, `HOST:PORT` or `unix:PATH` (image: 0.0.0.0:8000)",
+            _check_bind,
+        ),
+    )
+    workers: int = field(
+        default=2,
+        metadata=_env(
+            _int, "gunicorn worker processes (`WEB_CONCURRENCY` if unset)", _check_range(1, 64)
+        ),
+    )
+    graceful_timeout: int = field(
+        default=30,
+        metadata=_env(
+            _int, "seconds gunicorn lets in-flight requests finish on SIGTERM", _check_range(1, 600)
+        ),
+    )
+    token_ttl: int = field(
+        default=900,
+        metadata=_env(
+            _int, "seconds a verification token stays valid", _check_range(30, 7 * 86400)
+        ),
+    )
+    test_numbers: tuple[tuple[str, str], ...] = field(
+        default=(),
+        metadata=_env(
+            _test_numbers, "`+8613800000000:123456,…` fixed codes, no SMS; refused in production"
+        ),
+    )
+    shadow_rules: frozenset[str] = field(
+        default=frozenset(),
+        metadata=_env(_name_set, "anti-abuse rules that only record what they would block"),
+    )
+    pumping_floor: int = field(
+        default=20,
+        metadata=_env(
+            _int,
+            "unverified sends a scope may have per window (docs/pumping.md); 0 = detector off",
+            _check_range(0, 1_000_000),
+        ),
+    )
+    pumping_country_floor: int = field(
+        default=200,
+        metadata=_env(
+            _int,
+            "the same floor for a whole destination country (it holds many ranges)",
+            _check_range(0, 10_000_000),
+        ),
+    )
+    pumping_ratio: float = field(
+        default=1.0,
+        metadata=_env(
+            _float,
+            "extra unverified sends allowed per verified one (1.0: trips below ~50 % conversion)",
+            _check_range(0, 100),
+        ),
+    )
+    pumping_window: int = field(
+        default=3600,
+        metadata=_env(
+            _int,
+            "seconds of sends and verifications the detector counts",
+            _check_range(60, 7 * 86400),
+        ),
+    )
+    pumping_block: int = field(
+        default=900,
+        metadata=_env(
+            _int,
+            "seconds a tripped scope is blocked; doubles on each repeat within a day",
+            _check_range(10, 7 * 86400),
+        ),
+    )
+    pumping_max_block: int = field(
+        default=86400,
+        metadata=_env(_int, "ceiling of an escalated block, seconds", _check_range(10, 30 * 86400)),
+    )
+    budget_costs: tuple[tuple[str, float], ...] = field(
+        default=(),
+        metadata=_env(
+            _costs,
+            "cost per SMS by destination, `CN:0.05,US:0.0079,*:0.1`; unlisted regions cost 0",
+            _check_costs,
+        ),
+    )
+    budget_daily: float = field(
+        default=0.0,
+        metadata=_env(
+            _float, "spend ceiling per UTC day (cost units); 0 = none", _check_range(0, 1e12)
+        ),
+    )
+    budget_monthly: float = field(
+        default=0.0,
+        metadata=_env(
+            _float, "spend ceiling per UTC month (cost units); 0 = none", _check_range(0, 1e12)
+        ),
+    )
+    message_template: str = field(
+        default="Your verification code is {code}. It expires in {minutes} minutes.",
+        metadata=_env(
+            _text,
+            "text the console gateway and the content check render; mirror your provider template",
+        ),
+    )
+    content_rules: str | None = field(
+        default=None,
+        metadata=_env(
+            _optional_text,
+            "path of an operator rules file (TOML) extending or disabling the shipped content "
+            "rules (docs/content-rules.md); the signature checked is OTP_HUAWEI_SIGNATURE",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            check = f.metadata.get("check")
+            value = getattr(self, f.name)
+            problem = check(value) if check is not None else None
+            if problem:
+                raise ConfigurationError(f"{env_name(f.name)}: {problem}")
+        if "{code}" not in self.message_template:
+            raise ConfigurationError("OTP_MESSAGE_TEMPLATE: must contain the {code} placeholder")
+        if self.env == "production":
+            self._refuse_unsafe_production()
+        if self.sms_gateway == "huawei":
+            self._require_huawei()
+        if self.secret_key is None:
+            log.warning(
+                "OTP_SECRET_KEY is not set: using a random key for this process only; codes and "
+                "tokens will not survive a restart or be shared between workers"
+            )
+            object.__setattr__(self, "secret_key", secrets.token_urlsafe(48))
+
+    def _refuse_unsafe_production(self) -> None:
+        key = self.secret_key
+        if key is None or key.lower() in EXAMPLE_SECRETS:
+            raise ConfigurationError("OTP_SECRET_KEY: production needs a secret key of your own")
+        if len(key.encode()) < MIN_PRODUCTION_SECRET_BYTES:
+            raise ConfigurationError(
+                f"OTP_SECRET_KEY: production needs at least {MIN_PRODUCTION_SECRET_BYTES} bytes"
+            )
+        if self.test_numbers:
+            raise ConfigurationError("OTP_TEST_NUMBERS: test numbers are refused in production")
+        if self.sms_gateway == "console":
+            raise ConfigurationError(
+                "OTP_SMS_GATEWAY: the console gateway is refused in production"
+            )
+
+    def _require_huawei(self) -> None:
+        required = ("huawei_endpoint", "huawei_app_key", "huawei_app_secret", "huawei_sender")
+        missing = [env_name(name) for name in required if not getattr(self, name)]
+        if not self.huawei_template_id:
+            missing.append(env_name("huawei_template_id"))
+        if missing:
+            raise ConfigurationError(f"{', '.join(missing)}: required when OTP_SMS_GATEWAY=huawei")
+
+    @property
+    def signing_keys(self) -> list[str]:
+        """Keys for itsdangerous: oldest first, the current key last (it signs)."""
+        assert self.secret_key is not None  # noqa: S101 - set in __post_init__
+        return [*reversed(self.secret_key_fallbacks), self.secret_key]
+
+    @property
+    def test_codes(self) -> dict[str, str]:
+        return dict(self.test_numbers)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, object], **overrides: Any) -> Settings:
+        """Build from ``OTP_*`` keys of a mapping (environment or ``app.config``).
+
+        Explicit ``overrides`` (field names) win over the mapping, which wins over defaults.
+        Strings are parsed; other values (ints, lists from a Flask config) are taken as typed.
+        """
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            key = env_name(f.name)
+            if key not in mapping:
+                continue
+            raw = mapping[key]
+            if isinstance(raw, str):
+                try:
+                    values[f.name] = f.metadata["parse"](raw)
+                except ValueError as exc:
+                    raise ConfigurationError(f"{key}: {exc}") from None
+            elif isinstance(raw, list):
+                values[f.name] = tuple(raw)
+            else:
+                values[f.name] = raw
+        values.update(overrides)
+        unknown = sorted(k for k in mapping if k.startswith("OTP_") and k not in _ENV_NAMES)
+        if unknown:
+            log.warning("ignoring unknown settings: %s", ", ".join(unknown))
+        return cls(**values)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build from the process environment (the sidecar's way)."""
+        return cls.from_mapping(os.environ if environ is None else environ, **overrides)
+
+    def describe(self) -> dict[str, str]:
+        """Every setting as ``OTP_NAME -> printable value``, with secrets hidden."""
+        shown: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret") and value:
+                shown[env_name(f.name)] = "<set>"
+            elif f.name == "test_numbers":
+                shown[env_name(f.name)] = f"<{len(value)} numbers>" if value else ""
+            elif isinstance(value, tuple | frozenset):
+                shown[env_name(f.name)] = ",".join(
+                    sorted(value) if isinstance(value, frozenset) else value
+                )
+            else:
+                shown[env_name(f.name)] = "" if value is None else str(value)
+        return shown
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable / Flask config key of a field."""
+    return "OTP_" + field_name.upper()
+
+
+_ENV_NAMES = frozenset(env_name(f.name) for f in dataclasses.fields(Settings))
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) rows, for the README table and its drift test."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        if isinstance(default, tuple | frozenset):
+            shown = ",".join(default) if default else "(empty)"
+        elif default is None:
+            shown = "(unset)"
+        else:
+            shown = str(default)
+        rows.append((env_name(f.name), shown, f.metadata["doc"]))
+    return rows

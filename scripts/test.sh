@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian machine: installs what it needs, then lint, types, tests.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -m "not browser" -x`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v tesseract >/dev/null || missing+=(tesseract-ocr)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+python3 -m ruff check .
+python3 -m ruff format --check --exclude '*.md' .
+python3 -m mypy
+python3 -m pytest "$@"

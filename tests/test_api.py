@@ -1,0 +1,211 @@
+"""The HTTP contract: JSON in and out, problem+json for every error, over both stores."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from otp_service import ConsoleGateway, create_app
+from otp_service.errors import all_error_classes
+from otp_service.settings import Settings
+from otp_service.store import Store
+from tests.conftest import FakeClock
+
+PHONE = "+8613812345678"
+
+
+@pytest.fixture
+def gateway() -> ConsoleGateway:
+    return ConsoleGateway()
+
+
+@pytest.fixture
+def app(
+    store: Store,
+    gateway: ConsoleGateway,
+    fake_clock: FakeClock,
+    settings_factory: Callable[..., Settings],
+) -> Flask:
+    return create_app(settings_factory(), store=store, gateway=gateway, clock=fake_clock)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body: dict[str, Any] = response.get_json()
+    assert {"type", "title", "status", "detail", "code"} <= set(body)
+    assert (body["status"], body["code"]) == (status, code)
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body
+
+
+def test_send_verify_check_flow(client: FlaskClient, gateway: ConsoleGateway) -> None:
+    sent = client.post("/send-code", json={"phone": PHONE, "purpose": "signup"})
+    assert sent.status_code == 202
+    assert sent.get_json() == {
+        "status": "sent",
+        "phone": "+86138****5678",
+        "purpose": "signup",
+        "expires_in": 300,
+        "resend_after": 60,
+    }
+    code = gateway.last_code(PHONE)
+    verified = client.post("/verify", json={"phone": PHONE, "code": code, "purpose": "signup"})
+    assert verified.status_code == 200
+    body = verified.get_json()
+    assert (body["status"], body["phone"]) == ("approved", PHONE)
+    checked = client.post("/tokens/check", json={"token": body["token"], "purpose": "signup"})
+    assert checked.status_code == 200
+    assert checked.get_json()["phone"] == PHONE
+
+
+def test_wrong_code_is_a_problem_with_attempts_left(
+    client: FlaskClient, gateway: ConsoleGateway
+) -> None:
+    client.post("/send-code", json={"phone": PHONE})
+    code = gateway.last_code(PHONE)
+    wrong = "000000" if code != "000000" else "111111"
+    body = assert_problem(
+        client.post("/verify", json={"phone": PHONE, "code": wrong}), 400, "code_invalid"
+    )
+    assert body["attempts_left"] == 4
+    assert code not in json.dumps(body)
+
+
+def test_rate_limited_send_has_retry_after_header_and_fields(client: FlaskClient) -> None:
+    client.post("/send-code", json={"phone": PHONE})
+    response = client.post("/send-code", json={"phone": PHONE})
+    body = assert_problem(response, 429, "rate_limited")
+    assert (body["limit"], body["retry_after"]) == ("number", 60)
+    assert response.headers["Retry-After"] == "60"
+
+
+def test_unknown_number_and_expired_code_answer_the_same(client: FlaskClient) -> None:
+    never_sent = client.post("/verify", json={"phone": "+8613900000001", "code": "123456"})
+    body = assert_problem(never_sent, 400, "code_expired")
+    assert "attempts_left" not in body
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        pytest.param(
+            {"data": "{", "content_type": "application/json"}, 400, "invalid_request", id="bad-json"
+        ),
+        pytest.param({"json": ["a"]}, 400, "invalid_request", id="not-an-object"),
+        pytest.param({"json": {}}, 400, "invalid_request", id="missing-phone"),
+        pytest.param({"json": {"phone": 8613812345678}}, 400, "invalid_request", id="number-type"),
+        pytest.param(
+            {"json": {"phone": PHONE, "extra": 1}}, 400, "invalid_request", id="unknown-field"
+        ),
+        pytest.param({"json": {"phone": "x" * 300}}, 400, "invalid_request", id="oversized-field"),
+        pytest.param({"json": {"phone": {"a": [1]}}}, 400, "invalid_request", id="nested"),
+        pytest.param(
+            {"data": "phone=1", "content_type": "application/x-www-form-urlencoded"},
+            415,
+            "unsupported_media_type",
+            id="form",
+        ),
+        pytest.param(
+            {"data": "x" * 20000, "content_type": "application/json"},
+            413,
+            "payload_too_large",
+            id="huge",
+        ),
+        pytest.param(
+            {"data": "[" * 15000, "content_type": "application/json"},
+            400,
+            "invalid_request",
+            id="deep-nesting",
+        ),
+        pytest.param({"json": {"phone": "hello"}}, 400, "invalid_phone", id="invalid-phone"),
+        pytest.param({"json": {"phone": "+447400123456"}}, 403, "region_not_allowed", id="region"),
+        pytest.param(
+            {"json": {"phone": "+861012345678"}}, 403, "phone_type_not_allowed", id="fixed-line"
+        ),
+        pytest.param(
+            {"json": {"phone": PHONE, "region": "China"}}, 400, "invalid_request", id="bad-region"
+        ),
+        pytest.param(
+            {"json": {"phone": PHONE, "purpose": "No Spaces"}},
+            400,
+            "invalid_request",
+            id="bad-purpose",
+        ),
+    ],
+)
+def test_bad_send_requests_are_4xx_problems(
+    client: FlaskClient, kwargs: dict[str, Any], status: int, code: str
+) -> None:
+    assert_problem(client.post("/send-code", **kwargs), status, code)
+
+
+def test_wrong_method_and_unknown_route_are_problems(client: FlaskClient) -> None:
+    assert_problem(client.get("/send-code"), 405, "method_not_allowed")
+    assert_problem(client.get("/nowhere"), 404, "not_found")
+
+
+def test_bad_token_is_401(client: FlaskClient) -> None:
+    assert_problem(
+        client.post("/tokens/check", json={"token": "forged.token"}), 401, "token_invalid"
+    )
+
+
+def test_request_id_is_echoed_and_put_in_problems(client: FlaskClient) -> None:
+    response = client.post("/verify", json={"phone": PHONE}, headers={"X-Request-ID": "abc-123"})
+    assert response.headers["X-Request-ID"] == "abc-123"
+    assert response.get_json()["request_id"] == "abc-123"
+    generated = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert generated.headers["X-Request-ID"] != "bad id with spaces"
+
+
+def test_health_and_readiness(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").get_json() == {"status": "ready"}
+
+
+def test_error_codes_are_unique() -> None:
+    codes = [cls.code for cls in all_error_classes()]
+    assert len(codes) == len(set(codes))
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The app on a real loopback socket, shut down even if the test fails."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def test_full_flow_over_a_real_socket(live_server: str, gateway: ConsoleGateway) -> None:
+    with requests.Session() as http:
+        assert (
+            http.post(f"{live_server}/send-code", json={"phone": PHONE}, timeout=5).status_code
+            == 202
+        )
+        code = gateway.last_code(PHONE)
+        verified = http.post(
+            f"{live_server}/verify", json={"phone": PHONE, "code": code}, timeout=5
+        )
+        assert verified.status_code == 200
+        token = verified.json()["token"]
+        checked = http.post(f"{live_server}/tokens/check", json={"token": token}, timeout=5)
+        assert checked.json()["phone"] == PHONE

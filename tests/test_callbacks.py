@@ -1,0 +1,505 @@
+"""Provider callbacks: parsing, auth, idempotency, opt-out — as functions and over HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from otp_service import callbacks
+from otp_service.api_callbacks import callbacks_bp
+from otp_service.app import create_app
+from otp_service.callbacks import (
+    DELIVERY_TTL,
+    StatusReport,
+    clear_optout,
+    delivery_state,
+    is_optout_request,
+    normalize_number,
+    optout_status,
+    parse_form,
+    parse_status_report,
+    parse_uplink,
+    record_sent,
+    record_status,
+    record_uplink,
+    repair_body,
+)
+from otp_service.core.codes import derive_key
+from otp_service.core.keys import Keys, phone_tag
+from otp_service.errors import CallbackUnauthorized, InvalidPhone, InvalidRequest, NotFound
+from otp_service.settings import Settings
+from otp_service.sms import ConsoleGateway
+from otp_service.sms.huawei import HuaweiSmsGateway
+from otp_service.store import MemoryStore, Store
+from tests.conftest import TEST_SECRET, FakeClock
+from tests.huawei_sim import Fault, HuaweiSimulator
+
+TOKEN = "cb-token-0123456789"
+PHONE = "+8613812345678"
+MSG_ID = "4b4b34e7-1a9e-42ac-b309-d10997148905_85496076"
+STATUS_PATH = "/callbacks/huawei/status"
+UPLINK_PATH = "/callbacks/huawei/uplink"
+KEYS = Keys("otp:")
+TAG = phone_tag(derive_key(TEST_SECRET, "phone-tag"), PHONE)
+TWO_YEARS = 2 * 365 * 86400
+
+
+def report(status: str = "DELIVRD", **fields: str) -> StatusReport:
+    form = {"smsMsgId": MSG_ID, "status": status, **fields}
+    return parse_status_report(form)
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+
+def test_reference_example_report_parses() -> None:
+    body = (
+        "sequence=1&total=1&orgCode=000&updateTime=2018-04-13T06%3A31%3A46Z&source=2"
+        f"&smsMsgId={MSG_ID}&status=DELIVRD"
+    )
+    parsed = parse_status_report(parse_form(body.encode()))
+    assert parsed == StatusReport(
+        sms_msg_id=MSG_ID,
+        status="DELIVRD",
+        sequence=1,
+        total=1,
+        source="2",
+        update_time="2018-04-13T06:31:46Z",
+        org_code="000",
+    )
+    assert parsed.delivered
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        pytest.param({"status": "DELIVRD"}, id="no-id"),
+        pytest.param({"smsMsgId": MSG_ID}, id="no-status"),
+        pytest.param({"smsMsgId": "a{b}", "status": "DELIVRD"}, id="id-braces"),
+        pytest.param({"smsMsgId": "x" * 51, "status": "DELIVRD"}, id="id-too-long"),
+        pytest.param({"smsMsgId": MSG_ID, "status": "DEL IV"}, id="status-space"),
+        pytest.param(
+            {"smsMsgId": MSG_ID, "status": "DELIVRD", "sequence": "3", "total": "2"}, id="seq>total"
+        ),
+        pytest.param({"smsMsgId": MSG_ID, "status": "DELIVRD", "total": "x"}, id="total-nan"),
+        pytest.param({"smsMsgId": MSG_ID, "status": "DELIVRD", "source": "9"}, id="source"),
+        pytest.param(
+            {"smsMsgId": MSG_ID, "status": "DELIVRD", "updateTime": "yesterday"}, id="time"
+        ),
+    ],
+)
+def test_malformed_reports_are_invalid(form: dict[str, str]) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_status_report(form)
+
+
+def test_form_field_given_twice_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="more than once"):
+        parse_form(b"status=DELIVRD&status=UNDELIV")
+
+
+def test_form_falls_back_to_gb18030() -> None:
+    body = "body=" + "".join(f"%{b:02X}" for b in "退订".encode("gb18030"))
+    assert parse_form(body.encode())["body"] == "退订"
+
+
+def test_form_must_be_url_encoded() -> None:
+    with pytest.raises(InvalidRequest):
+        parse_form("body=退订".encode())
+
+
+def test_uplink_parses_and_repairs_latin1_mojibake() -> None:
+    garbled = "退订".encode().decode("latin-1")
+    parsed = parse_uplink(
+        {"smsMsgId": "up1", "from": "8613812345678", "to": "1069", "body": garbled}
+    )
+    assert parsed.body == "退订"
+    assert parsed.sender == "8613812345678"
+
+
+def test_repair_keeps_good_text() -> None:
+    assert repair_body("退订") == "退订"
+    assert repair_body("STOP") == "STOP"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "TD",
+        "td",
+        "Td",
+        "ＴＤ",
+        "T",
+        "t",
+        "退订",
+        " 退订 ",
+        "【退订】",
+        "STOP",
+        "stop.",
+        "Ｓｔｏｐ",
+        "UNSUBSCRIBE",
+        "unsubscribe!",
+        "\tSTOP\n",
+    ],
+)
+def test_opt_out_words(body: str) -> None:
+    assert is_optout_request(body)
+
+
+@pytest.mark.parametrize(
+    "body", ["", "stop it", "TDD", "hello", "退订吧", "don't stop", "TT", "R", "123456"]
+)
+def test_not_opt_out(body: str) -> None:
+    assert not is_optout_request(body)
+
+
+@pytest.mark.parametrize("raw", [PHONE, "8613812345678", "13812345678", "008613812345678"])
+def test_uplink_numbers_normalise_to_the_send_pipelines_e164(raw: str) -> None:
+    assert normalize_number(raw, "CN") == PHONE
+
+
+def test_invalid_uplink_number() -> None:
+    with pytest.raises(InvalidPhone):
+        normalize_number("12", "CN")
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong", TOKEN + "x"])
+def test_wrong_tokens_are_refused(
+    token: str | None, settings_factory: Callable[..., Settings]
+) -> None:
+    with pytest.raises(CallbackUnauthorized):
+        callbacks.authenticate(settings_factory(callback_token=TOKEN), token)
+
+
+def test_callbacks_are_off_without_a_configured_token(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    with pytest.raises(CallbackUnauthorized):
+        callbacks.authenticate(settings_factory(), "anything")
+
+
+# -- state, on every store ---------------------------------------------------------------------
+
+
+def sent(store: Store, now: float) -> None:
+    record_sent(store, KEYS, message_id=MSG_ID, phone_tag=TAG, purpose="login", now=now)
+
+
+def test_unknown_message_is_refused_and_nothing_stored(store: Store, fake_clock: FakeClock) -> None:
+    now = fake_clock.now()
+    with pytest.raises(NotFound):
+        record_status(store, KEYS, report(), now=now, optout_ttl=TWO_YEARS)
+    assert delivery_state(store, KEYS, MSG_ID, now=now) is None
+    assert store.get(KEYS.sms_report(MSG_ID, 1, "DELIVRD"), now=now) is None
+
+
+def test_report_records_delivery_with_a_ttl(store: Store, fake_clock: FakeClock) -> None:
+    now = fake_clock.now()
+    sent(store, now)
+    outcome = record_status(
+        store,
+        KEYS,
+        report(updateTime="2018-04-13T06:31:46Z", source="2"),
+        now=now,
+        optout_ttl=TWO_YEARS,
+    )
+    assert not outcome.duplicate
+    assert outcome.purpose == "login"
+    state = delivery_state(store, KEYS, MSG_ID, now=now)
+    assert state is not None and state.delivered and state.status == "DELIVRD"
+    assert state.updated_at == "2018-04-13T06:31:46Z"
+    assert delivery_state(store, KEYS, MSG_ID, now=now + DELIVERY_TTL + 1) is None
+
+
+def test_redelivered_report_changes_nothing(store: Store, fake_clock: FakeClock) -> None:
+    sent(store, fake_clock.now())
+    record_status(store, KEYS, report(), now=fake_clock.now(), optout_ttl=TWO_YEARS)
+    first = delivery_state(store, KEYS, MSG_ID, now=fake_clock.now())
+    fake_clock.advance(60)
+    again = record_status(store, KEYS, report(), now=fake_clock.now(), optout_ttl=TWO_YEARS)
+    assert again.duplicate
+    assert delivery_state(store, KEYS, MSG_ID, now=fake_clock.now()) == first
+
+
+def test_late_intermediate_report_does_not_undo_a_final_one(
+    store: Store, fake_clock: FakeClock
+) -> None:
+    now = fake_clock.now()
+    sent(store, now)
+    record_status(store, KEYS, report("DELIVRD"), now=now, optout_ttl=TWO_YEARS)
+    record_status(store, KEYS, report("ACCEPTD"), now=now + 1, optout_ttl=TWO_YEARS)
+    state = delivery_state(store, KEYS, MSG_ID, now=now + 1)
+    assert state is not None and state.status == "DELIVRD"
+
+
+def test_long_message_is_delivered_when_every_segment_is(
+    store: Store, fake_clock: FakeClock
+) -> None:
+    now = fake_clock.now()
+    sent(store, now)
+    record_status(store, KEYS, report(sequence="1", total="2"), now=now, optout_ttl=TWO_YEARS)
+    half = delivery_state(store, KEYS, MSG_ID, now=now)
+    assert half is not None and not half.delivered
+    record_status(store, KEYS, report(sequence="2", total="2"), now=now, optout_ttl=TWO_YEARS)
+    full = delivery_state(store, KEYS, MSG_ID, now=now)
+    assert full is not None and full.delivered
+
+
+def test_failed_report_is_recorded_as_failed(store: Store, fake_clock: FakeClock) -> None:
+    now = fake_clock.now()
+    sent(store, now)
+    record_status(store, KEYS, report("UNDELIV"), now=now, optout_ttl=TWO_YEARS)
+    state = delivery_state(store, KEYS, MSG_ID, now=now)
+    assert state is not None and state.status == "UNDELIV" and not state.delivered
+    assert store.get(KEYS.optout(TAG), now=now) is None
+
+
+@pytest.mark.parametrize("status", ["BLACK", "TDBLACK", "SC:0003", "SC:0005", "SC:0016"])
+def test_blacklist_report_suppresses_the_number(
+    status: str, store: Store, fake_clock: FakeClock
+) -> None:
+    now = fake_clock.now()
+    sent(store, now)
+    outcome = record_status(store, KEYS, report(status), now=now, optout_ttl=TWO_YEARS)
+    assert outcome.suppressed
+    record = store.get(KEYS.optout(TAG), now=now)
+    assert record is not None and json.loads(record)["reason"] == f"status:{status}"
+
+
+def uplink(
+    body: str, msg_id: str = "up-1", sender: str = "8613812345678"
+) -> callbacks.UplinkMessage:
+    return parse_uplink({"smsMsgId": msg_id, "from": sender, "to": "1069000", "body": body})
+
+
+def test_opt_out_reply_suppresses_the_number_for_the_ttl(
+    store: Store, fake_clock: FakeClock
+) -> None:
+    now = fake_clock.now()
+    outcome = record_uplink(
+        store,
+        KEYS,
+        uplink("ＴＤ"),
+        tag_key=derive_key(TEST_SECRET, "phone-tag"),
+        default_region="CN",
+        now=now,
+        optout_ttl=1000,
+    )
+    assert outcome.opted_out and outcome.e164 == PHONE
+    assert store.get(KEYS.optout(TAG), now=now + 999) is not None
+    assert store.get(KEYS.optout(TAG), now=now + 1001) is None
+
+
+def test_other_replies_store_no_opt_out(store: Store, fake_clock: FakeClock) -> None:
+    now = fake_clock.now()
+    outcome = record_uplink(
+        store,
+        KEYS,
+        uplink("thanks"),
+        tag_key=derive_key(TEST_SECRET, "phone-tag"),
+        default_region="CN",
+        now=now,
+        optout_ttl=1000,
+    )
+    assert not outcome.opted_out
+    assert store.get(KEYS.optout(TAG), now=now) is None
+
+
+def test_redelivered_uplink_is_applied_once(store: Store, fake_clock: FakeClock) -> None:
+    now = fake_clock.now()
+    kwargs: dict[str, Any] = {
+        "tag_key": derive_key(TEST_SECRET, "phone-tag"),
+        "default_region": "CN",
+        "optout_ttl": 1000,
+    }
+    record_uplink(store, KEYS, uplink("STOP"), now=now, **kwargs)
+    store.delete(KEYS.optout(TAG))  # an operator cleared it in between
+    again = record_uplink(store, KEYS, uplink("STOP"), now=now + 5, **kwargs)
+    assert again.duplicate and not again.opted_out
+    assert store.get(KEYS.optout(TAG), now=now + 5) is None
+
+
+def test_clear_and_show_opt_out(
+    store: Store, fake_clock: FakeClock, settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory()
+    now = fake_clock.now()
+    assert optout_status(settings, store, "138 1234 5678", now=now) is None
+    callbacks.opt_out(store, KEYS, TAG, now=now, ttl=100, reason="uplink")
+    assert optout_status(settings, store, PHONE, now=now) == {"reason": "uplink", "at": now}
+    assert clear_optout(settings, store, "13812345678") is True
+    assert clear_optout(settings, store, PHONE) is False
+    assert store.get(KEYS.optout(TAG), now=now) is None
+
+
+# -- over HTTP ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_factory(
+    settings_factory: Callable[..., Settings], fake_clock: FakeClock
+) -> Callable[..., Flask]:
+    def make(store: Store | None = None, **settings: Any) -> Flask:
+        settings.setdefault("callback_token", TOKEN)
+        gateway = settings.pop("gateway", None) or ConsoleGateway()
+        app = create_app(
+            settings_factory(**settings),
+            store=store or MemoryStore(),
+            gateway=gateway,
+            clock=fake_clock,
+        )
+        if "otp_callbacks" not in app.blueprints:  # until create_app registers it itself
+            app.register_blueprint(callbacks_bp)
+        return app
+
+    return make
+
+
+@pytest.fixture
+def memory_store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def client(app_factory: Callable[..., Flask], memory_store: MemoryStore) -> FlaskClient:
+    return app_factory(memory_store).test_client()
+
+
+def post_form(
+    client: FlaskClient, path: str, form: dict[str, str], token: str | None = TOKEN
+) -> Any:
+    query = "?" + urlencode({"token": token}) if token is not None else ""
+    return client.post(
+        path + query,
+        data=urlencode(form),
+        content_type="application/x-www-form-urlencoded",
+    )
+
+
+@pytest.mark.parametrize("token", [None, "wrong"])
+@pytest.mark.parametrize("path", [STATUS_PATH, UPLINK_PATH])
+def test_forged_callbacks_get_401_and_store_nothing(
+    token: str | None, path: str, client: FlaskClient, memory_store: MemoryStore
+) -> None:
+    form = {"smsMsgId": MSG_ID, "status": "DELIVRD", "from": PHONE, "to": "1069", "body": "STOP"}
+    response = post_form(client, path, form, token)
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] == "callback_unauthorized"
+    assert memory_store.keys() == []
+
+
+def test_unknown_report_is_404_and_stores_nothing(
+    client: FlaskClient, memory_store: MemoryStore
+) -> None:
+    response = post_form(client, STATUS_PATH, {"smsMsgId": MSG_ID, "status": "DELIVRD"})
+    assert response.status_code == 404
+    assert response.get_json()["code"] == "not_found"
+    assert memory_store.keys() == []
+
+
+def test_malformed_report_is_400(client: FlaskClient) -> None:
+    response = post_form(client, STATUS_PATH, {"smsMsgId": MSG_ID})
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "invalid_request"
+
+
+def test_known_report_is_recorded_and_answered_with_an_empty_200(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    sent(memory_store, fake_clock.now())
+    form = {"smsMsgId": MSG_ID, "status": "DELIVRD", "sequence": "1", "total": "1"}
+    first = post_form(client, STATUS_PATH, form)
+    again = post_form(client, STATUS_PATH, form)
+    assert (first.status_code, first.data) == (200, b"")
+    assert (again.status_code, again.data) == (200, b"")
+    state = delivery_state(memory_store, KEYS, MSG_ID, now=fake_clock.now())
+    assert state is not None and state.delivered
+
+
+def test_invalid_uplink_sender_is_400_and_stores_nothing(
+    client: FlaskClient, memory_store: MemoryStore
+) -> None:
+    form = {"smsMsgId": "up-9", "from": "12", "to": "1069", "body": "STOP"}
+    assert post_form(client, UPLINK_PATH, form).status_code == 400
+    assert memory_store.keys() == []
+
+
+def test_stop_reply_blocks_sends_until_cleared(
+    client: FlaskClient, memory_store: MemoryStore, settings_factory: Callable[..., Settings]
+) -> None:
+    form = {"smsMsgId": "up-1", "from": "8613812345678", "to": "1069000", "body": "退订"}
+    assert post_form(client, UPLINK_PATH, form).status_code == 200
+
+    refused = client.post("/send-code", json={"phone": PHONE})
+    assert refused.status_code == 403
+    assert refused.get_json()["code"] == "number_opted_out"
+
+    assert clear_optout(settings_factory(), memory_store, PHONE)
+    assert client.post("/send-code", json={"phone": PHONE}).status_code == 202
+
+
+# -- end to end through the simulator ----------------------------------------------------------
+
+
+@pytest.fixture
+def huawei_app(
+    app_factory: Callable[..., Flask], huawei_sim: HuaweiSimulator, memory_store: MemoryStore
+) -> Iterator[Flask]:
+    overrides = huawei_sim.settings_overrides(public_url="https://otp.example.com")
+    settings = Settings(env="testing", secret_key=TEST_SECRET, callback_token=TOKEN, **overrides)
+    gateway = HuaweiSmsGateway.from_settings(settings)
+    try:
+        yield app_factory(memory_store, gateway=gateway, **overrides)
+    finally:
+        gateway.close()
+
+
+def test_send_code_then_verify_with_the_code_the_simulator_received(
+    huawei_app: Flask, huawei_sim: HuaweiSimulator
+) -> None:
+    client = huawei_app.test_client()
+    sent_response = client.post("/send-code", json={"phone": PHONE})
+    assert sent_response.status_code == 202, sent_response.get_json()
+    assert huawei_sim.received == 1
+    code = huawei_sim.last_code(PHONE)
+    assert code is not None
+
+    verified = client.post("/verify", json={"phone": PHONE, "code": code})
+    assert verified.status_code == 200
+    assert verified.get_json()["status"] == "approved"
+
+
+def test_provider_rejection_reaches_the_caller_as_a_problem(
+    huawei_app: Flask, huawei_sim: HuaweiSimulator
+) -> None:
+    huawei_sim.inject(Fault(code="E000623"))
+    response = huawei_app.test_client().post("/send-code", json={"phone": PHONE})
+    body = response.get_json()
+    assert response.status_code == 502
+    assert (body["code"], body["provider_code"]) == ("provider_unavailable", "E000623")
+    assert huawei_sim.received == 1
+
+
+def test_delivery_report_for_a_sent_code_is_recorded(
+    huawei_app: Flask, huawei_sim: HuaweiSimulator, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    client = huawei_app.test_client()
+    assert client.post("/send-code", json={"phone": PHONE}).status_code == 202
+    [message] = huawei_sim.messages
+    assert message.status_callback is not None
+    callback = urlsplit(message.status_callback)
+    response = client.post(
+        f"{callback.path}?{callback.query}",
+        data=urlencode(huawei_sim.status_report(message)),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    state = delivery_state(memory_store, KEYS, message.sms_msg_id, now=fake_clock.now())
+    assert state is not None and state.delivered

@@ -1,0 +1,60 @@
+"""The ``otp-service`` command through click's runner, against a private Redis."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from otp_service import ConsoleGateway, NumberOptedOut, OtpService
+from otp_service.callbacks import opt_out
+from otp_service.cli import main
+from otp_service.core.keys import phone_tag
+from otp_service.settings import Settings
+from tests.conftest import TEST_SECRET
+
+PHONE = "+8613812345678"
+
+
+@pytest.fixture
+def env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        "OTP_ENV": "testing",
+        "OTP_SECRET_KEY": TEST_SECRET,
+        "OTP_REDIS_URL": redis_url,
+        "OTP_CAPTCHA_MODE": "off",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def test_check_config_prints_settings_with_secrets_hidden(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["check-config"])
+    assert result.exit_code == 0
+    assert "OTP_SECRET_KEY=<set>" in result.output
+    assert TEST_SECRET not in result.output
+
+
+def test_check_config_names_a_bad_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTP_CODE_TTL", "9999")
+    result = CliRunner().invoke(main, ["check-config"])
+    assert result.exit_code == 2
+    assert "OTP_CODE_TTL" in result.output
+
+
+@pytest.mark.redis
+def test_optout_show_and_clear_lift_the_suppression(env: dict[str, str]) -> None:
+    gateway = ConsoleGateway()
+    service = OtpService(Settings.from_env(), gateway=gateway)
+    tag = phone_tag(service._tag_key, PHONE)
+    opt_out(service.store, service.keys, tag, now=service.clock.now(), ttl=3600, reason="STOP")
+    with pytest.raises(NumberOptedOut):
+        service.send_code(PHONE)
+
+    shown = CliRunner().invoke(main, ["optout", "show", PHONE])
+    assert shown.exit_code == 0 and "opted out" in shown.output
+    cleared = CliRunner().invoke(main, ["optout", "clear", PHONE])
+    assert (cleared.exit_code, cleared.output.strip()) == (0, "opt-out cleared")
+    service.send_code(PHONE)
+    assert len(gateway.sent) == 1
+    assert CliRunner().invoke(main, ["optout", "show", PHONE]).output.strip() == "not opted out"

@@ -1,0 +1,216 @@
+"""Throttling over HTTP: 429 bodies and headers, RateLimit-* headers, client addresses through
+trusted proxies (IPv4 and IPv6), and failing closed when the store is down."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from otp_service import ConsoleGateway, create_app
+from otp_service.settings import Settings
+from otp_service.store import Store
+from tests.conftest import FakeClock
+from tests.redis_server import RedisProcess
+
+NO_LIMITS: dict[str, Any] = {
+    "resend_interval": 0,
+    "limits_number": "",
+    "limits_ip": "",
+    "limits_subnet": "",
+    "limits_prefix": "",
+    "limits_global": "",
+    "limits_verify_ip": "",
+}
+PROXIES = ("10.0.0.0/8", "fd00::/8")
+AppFactory = Callable[..., Flask]
+
+
+def phone(i: int) -> str:
+    return f"+86139{i:04d}5678"
+
+
+@pytest.fixture
+def gateway() -> ConsoleGateway:
+    return ConsoleGateway()
+
+
+@pytest.fixture
+def make_app(
+    store: Store,
+    gateway: ConsoleGateway,
+    fake_clock: FakeClock,
+    settings_factory: Callable[..., Settings],
+) -> AppFactory:
+    def make(**overrides: Any) -> Flask:
+        settings = settings_factory(**{**NO_LIMITS, **overrides})
+        return create_app(settings, store=store, gateway=gateway, clock=fake_clock)
+
+    return make
+
+
+def send(
+    client: FlaskClient, i: int, peer: str = "203.0.113.9", forwarded: str | None = None
+) -> Any:
+    headers = {} if forwarded is None else {"X-Forwarded-For": forwarded}
+    return client.post(
+        "/send-code",
+        json={"phone": phone(i)},
+        headers=headers,
+        environ_base={"REMOTE_ADDR": peer},
+    )
+
+
+def test_a_refusal_is_a_429_problem_naming_the_axis_and_when_to_retry(
+    make_app: AppFactory, gateway: ConsoleGateway, fake_clock: FakeClock
+) -> None:
+    client = make_app(limits_ip="2/minute").test_client()
+    assert send(client, 1).status_code == 202
+    fake_clock.advance(15)
+    assert send(client, 2).status_code == 202
+    refused = send(client, 3)
+    assert refused.status_code == 429
+    assert refused.mimetype == "application/problem+json"
+    assert refused.headers["Retry-After"] == "45"
+    body = refused.get_json()
+    assert {k: body[k] for k in ("status", "code", "limit", "retry_after")} == {
+        "status": 429,
+        "code": "rate_limited",
+        "limit": "ip",
+        "retry_after": 45,
+    }
+    assert "5678" not in refused.get_data(as_text=True)
+    assert "RateLimit-Remaining" not in refused.headers
+    assert len(gateway.sent) == 2
+
+
+def test_a_send_reports_the_callers_tightest_window_in_ratelimit_headers(
+    make_app: AppFactory, fake_clock: FakeClock
+) -> None:
+    client = make_app(limits_ip="3/minute;20/hour", limits_subnet="30/minute").test_client()
+    first = send(client, 1)
+    assert first.status_code == 202
+    assert (
+        first.headers["RateLimit-Limit"],
+        first.headers["RateLimit-Remaining"],
+        first.headers["RateLimit-Reset"],
+    ) == ("3", "2", "60")
+    fake_clock.advance(20.5)
+    second = send(client, 2)
+    assert (second.headers["RateLimit-Remaining"], second.headers["RateLimit-Reset"]) == (
+        "1",
+        "40",
+    )
+
+
+def test_no_ratelimit_headers_when_only_other_peoples_axes_are_limited(
+    make_app: AppFactory,
+) -> None:
+    response = send(make_app(limits_global="5/minute", resend_interval=60).test_client(), 1)
+    assert response.status_code == 202
+    assert not [name for name, _ in response.headers if name.lower().startswith("ratelimit")]
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(
+    make_app: AppFactory, gateway: ConsoleGateway
+) -> None:
+    client = make_app(limits_ip="2/minute", trusted_proxies=PROXIES).test_client()
+    statuses = [
+        send(client, i, peer="203.0.113.9", forwarded=f"198.51.100.{i}").status_code
+        for i in range(4)
+    ]
+    assert statuses == [202, 202, 429, 429]
+    assert len(gateway.sent) == 2
+
+
+def test_without_trusted_proxies_even_a_private_peer_is_the_client(
+    make_app: AppFactory,
+) -> None:
+    client = make_app(limits_ip="1/minute").test_client()
+    assert send(client, 1, peer="10.0.0.5", forwarded="198.51.100.1").status_code == 202
+    assert send(client, 2, peer="10.0.0.5", forwarded="198.51.100.2").status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("peer", "chain_of"),
+    [
+        pytest.param("10.0.0.5", lambda client: f"6.6.6.6, {client}", id="ipv4-proxy"),
+        pytest.param(
+            "10.0.0.5", lambda client: f"6.6.6.6, {client}, 10.1.1.1", id="ipv4-two-proxies"
+        ),
+        pytest.param("fd00::5", lambda client: f"{client}", id="ipv6-proxy"),
+        pytest.param("::ffff:10.0.0.5", lambda client: f"{client}", id="ipv4-mapped-proxy"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("client_a", "client_b"),
+    [
+        pytest.param("198.51.100.1", "198.51.100.2", id="ipv4-clients"),
+        pytest.param("2001:db8::1", "[2001:db8::2]:4711", id="ipv6-clients"),
+    ],
+)
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_counter(
+    make_app: AppFactory,
+    gateway: ConsoleGateway,
+    peer: str,
+    chain_of: Callable[[str], str],
+    client_a: str,
+    client_b: str,
+) -> None:
+    client = make_app(limits_ip="1/minute", trusted_proxies=PROXIES).test_client()
+    assert send(client, 1, peer=peer, forwarded=chain_of(client_a)).status_code == 202
+    assert send(client, 2, peer=peer, forwarded=chain_of(client_b)).status_code == 202
+    refused = send(client, 3, peer=peer, forwarded=chain_of(client_a))
+    assert (refused.status_code, refused.get_json()["limit"]) == (429, "ip")
+    # Spelling the same client differently (a port, a mapped address) changes nothing.
+    same = client_b.replace("[", "").replace("]:4711", "")
+    assert send(client, 4, peer=peer, forwarded=chain_of(same)).status_code == 429
+    assert len(gateway.sent) == 2
+
+
+def test_verify_calls_are_limited_per_forwarded_client(make_app: AppFactory) -> None:
+    client = make_app(limits_verify_ip="1/minute", trusted_proxies=PROXIES).test_client()
+
+    def verify(forwarded: str) -> int:
+        return client.post(
+            "/verify",
+            json={"phone": phone(1), "code": "123456"},
+            headers={"X-Forwarded-For": forwarded},
+            environ_base={"REMOTE_ADDR": "fd00::1"},
+        ).status_code
+
+    assert verify("2001:db8::1") == 400
+    assert verify("2001:db8::2") == 400
+    assert verify("2001:db8:0::1") == 429
+
+
+@pytest.mark.redis
+def test_store_outage_fails_closed_with_503_and_no_sms_then_recovers(
+    redis_process: RedisProcess,
+    fake_clock: FakeClock,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    from otp_service.store.redis import RedisStore
+
+    gateway = ConsoleGateway()
+    store = RedisStore.from_url(redis_process.url)
+    try:
+        app = create_app(settings_factory(), store=store, gateway=gateway, clock=fake_clock)
+        client = app.test_client()
+        redis_process.stop()
+        for path, body in (
+            ("/send-code", {"phone": phone(1)}),
+            ("/verify", {"phone": phone(1), "code": "123456"}),
+        ):
+            response = client.post(path, json=body)
+            assert response.status_code == 503, path
+            assert response.get_json()["code"] == "store_unavailable"
+        assert gateway.sent == []
+        redis_process.start()
+        assert send(client, 1).status_code == 202
+        assert len(gateway.sent) == 1
+    finally:
+        store.close()
