@@ -89,7 +89,13 @@ class AuditLog:
         self.record(event, "accepted")
 
     def refused(self, event: Event, error: OtpError) -> None:
-        self.record(event, "refused", error=error, reason=error.code, **error.extras)
+        # The line's ``reason`` is the error code; an error's own ``reason`` extra (why a
+        # provider call failed: ``timeout``, ``connection_refused`` …) becomes ``cause``.
+        fields = dict(error.extras)
+        cause = fields.pop("reason", None)
+        if cause is not None:
+            fields["cause"] = cause
+        self.record(event, "refused", error=error, reason=error.code, **fields)
 
     def record(
         self, event: Event, outcome: str, *, error: OtpError | None = None, **extra: object

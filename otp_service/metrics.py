@@ -190,7 +190,10 @@ class Metrics:
 
     def _count_error(self, kind: str, details: dict[str, object], error: Exception) -> None:
         if isinstance(error, ProviderError):
-            provider_code = error.extras.get("provider_code") or error.extras.get("http_status")
+            extras = error.extras
+            provider_code = (
+                extras.get("provider_code") or extras.get("http_status") or extras.get("reason")
+            )
             self.provider_errors.labels(
                 label(details.get("provider")), label(error.code), label(provider_code)
             ).inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,7 +17,8 @@ from werkzeug.serving import make_server
 from otp_service import ConsoleGateway, create_app
 from otp_service.errors import all_error_classes
 from otp_service.settings import Settings
-from otp_service.store import Store
+from otp_service.sms import SendResult, SmsMessage
+from otp_service.store import MemoryStore, Store
 from tests.conftest import FakeClock
 
 PHONE = "+8613812345678"
@@ -175,6 +177,31 @@ def test_request_id_is_echoed_and_put_in_problems(client: FlaskClient) -> None:
 def test_health_and_readiness(client: FlaskClient) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     assert client.get("/readyz").get_json() == {"status": "ready"}
+
+
+class BrokenGateway(ConsoleGateway):
+    """A gateway with a bug: the unexpected exception carries text that must not leak."""
+
+    def send(self, message: SmsMessage) -> SendResult:
+        raise RuntimeError("bug near secret-detail-xyz")
+
+
+@pytest.mark.memory
+def test_an_unexpected_error_is_a_bare_500_problem_and_logged_with_its_trace(
+    fake_clock: FakeClock,
+    settings_factory: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_app(
+        settings_factory(), store=MemoryStore(), gateway=BrokenGateway(), clock=fake_clock
+    )
+    with caplog.at_level(logging.ERROR, logger="otp_service.problems"):
+        response = app.test_client().post("/send-code", json={"phone": PHONE})
+    body = assert_problem(response, 500, "internal_error")
+    assert "secret-detail-xyz" not in json.dumps(body)
+    [record] = [r for r in caplog.records if r.name == "otp_service.problems"]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
 
 
 def test_error_codes_are_unique() -> None:

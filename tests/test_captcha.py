@@ -6,7 +6,7 @@ import base64
 import io
 import threading
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +20,7 @@ from otp_service.errors import CaptchaInvalid, ConfigurationError
 from otp_service.service import OtpService
 from otp_service.settings import Settings
 from otp_service.sms.console import ConsoleGateway
-from otp_service.store import MemoryStore, Store
-from otp_service.store.redis import RedisStore
+from otp_service.store import Store
 from tests.conftest import FakeClock, RecordingRenderer
 
 PHONE = "+8613812345678"
@@ -429,29 +428,9 @@ def test_adaptive_default_signals_leave_a_first_send_in_a_known_range_free(
 # -- concurrency -------------------------------------------------------------------------------
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("memory", marks=pytest.mark.memory),
-        pytest.param("redis", marks=pytest.mark.redis),
-    ]
-)
-def threaded_store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    """Memory and a single Redis. The cluster client leaves sockets that threads opened
-    unclosed after ``close()`` (a ResourceWarning, an error here), so it is not run here."""
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    backend = RedisStore.from_url(request.getfixturevalue("redis_url"))
-    try:
-        yield backend
-    finally:
-        backend.close()
-
-
 def test_parallel_answers_to_one_challenge_accept_exactly_one(
-    threaded_store: Store, fake_clock: FakeClock, settings_factory: Callable[..., Any]
+    store: Store, fake_clock: FakeClock, settings_factory: Callable[..., Any]
 ) -> None:
-    store = threaded_store
     renderer = RecordingRenderer()
     gateway = ConsoleGateway()
     service = OtpService(
@@ -494,12 +473,12 @@ def test_parallel_answers_to_one_challenge_accept_exactly_one(
 
 
 def test_parallel_audio_requests_draw_the_audio_once(
-    threaded_store: Store, fake_clock: FakeClock, settings_factory: Callable[..., Any]
+    store: Store, fake_clock: FakeClock, settings_factory: Callable[..., Any]
 ) -> None:
     renderer = AudibleRecorder()
     app = create_app(
         settings_factory(captcha_mode="always"),
-        store=threaded_store,
+        store=store,
         gateway=ConsoleGateway(),
         clock=fake_clock,
         captcha_renderer=renderer,

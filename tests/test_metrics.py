@@ -52,7 +52,7 @@ class FailingGateway:
     name = "huawei"
 
     def send(self, message: SmsMessage) -> SendResult:
-        raise ProviderUnavailable("The provider timed out.", provider_code="timeout")
+        raise ProviderUnavailable("The provider timed out.", reason="timeout")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from otp_service import (
 from otp_service.errors import InvalidRequest, ProviderUnavailable, StoreUnavailable
 from otp_service.settings import Settings
 from otp_service.sms import SendResult, SmsMessage
-from otp_service.store import Store
+from otp_service.store import MemoryStore, Store
 from tests.conftest import FakeClock
 
 PHONE = "+8613812345678"
@@ -123,6 +124,26 @@ def test_codes_are_per_purpose(make_service: ServiceFactory, gateway: ConsoleGat
         service.verify(PHONE, code, purpose="signup")
 
 
+@pytest.mark.memory
+def test_codes_come_from_the_secrets_module_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+    gateway: ConsoleGateway,
+    fake_clock: FakeClock,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    draws: list[int] = []
+
+    def recording_randbelow(n: int) -> int:
+        draws.append(n)
+        return n - 1
+
+    monkeypatch.setattr(secrets, "randbelow", recording_randbelow)
+    service = OtpService(settings_factory(), store=MemoryStore(), gateway=gateway, clock=fake_clock)
+    service.send_code(PHONE)
+    assert draws == [10**6]
+    assert gateway.last_code(PHONE) == "999999"
+
+
 def test_resend_cooldown_refuses_with_retry_after(
     make_service: ServiceFactory, fake_clock: FakeClock, gateway: ConsoleGateway
 ) -> None:
@@ -161,14 +182,14 @@ def test_fifty_parallel_sends_for_one_number_send_exactly_one_message(
     assert len(gateway.sent) == 1
 
 
-def test_hundred_parallel_wrong_verifies_count_max_attempts_then_lock(
+def test_two_hundred_parallel_wrong_verifies_count_max_attempts_then_lock(
     make_service: ServiceFactory, gateway: ConsoleGateway
 ) -> None:
     service = make_service(limits_verify_ip="")
     service.send_code(PHONE)
     code = gateway.last_code(PHONE) or ""
     wrong = "000000" if code != "000000" else "111111"
-    barrier = threading.Barrier(100)
+    barrier = threading.Barrier(200)
     errors: list[str] = []
 
     def guess() -> None:
@@ -178,13 +199,13 @@ def test_hundred_parallel_wrong_verifies_count_max_attempts_then_lock(
         except (CodeInvalid, TooManyAttempts) as exc:
             errors.append(exc.code)
 
-    threads = [threading.Thread(target=guess) for _ in range(100)]
+    threads = [threading.Thread(target=guess) for _ in range(200)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert errors.count("code_invalid") == 5
-    assert errors.count("too_many_attempts") == 95
+    assert errors.count("too_many_attempts") == 195
     with pytest.raises(TooManyAttempts):
         service.verify(PHONE, code)
 

@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 SOCKET_TIMEOUT = 2.0
 CONNECT_TIMEOUT = 1.0
+# Connections per process (per node for a cluster). A thread that finds them all busy waits up
+# to SOCKET_TIMEOUT for one instead of failing at once: a burst of threads (gthread workers, a
+# library user's thread pool) then queues for Redis, which serves one command at a time anyway.
+MAX_CONNECTIONS = 64
 
 
 def _script_source(name: str) -> str:
@@ -82,14 +86,16 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
-        client = redis.Redis.from_url(
+        pool = redis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=SOCKET_TIMEOUT,
             socket_timeout=SOCKET_TIMEOUT,
             socket_connect_timeout=CONNECT_TIMEOUT,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=30,
         )
-        return cls(client)
+        return cls(redis.Redis(connection_pool=pool))
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -277,6 +283,9 @@ class ClusterRedisStore(RedisStore):
                 socket_timeout=SOCKET_TIMEOUT,
                 socket_connect_timeout=CONNECT_TIMEOUT,
                 retry=Retry(NoBackoff(), 0),
+                connection_pool_class=redis.BlockingConnectionPool,
+                max_connections=MAX_CONNECTIONS,
+                timeout=SOCKET_TIMEOUT,
             )
         except (redis.RedisError, RedisClusterException) as exc:
             log.error("store cluster discovery failed: %s", type(exc).__name__)

@@ -1,0 +1,188 @@
+"""Provider faults end to end: the HTTP API, the real Huawei gateway, the loopback simulator.
+
+The gateway's own tests pin the wire and the retry rule; these follow one `/send-code` through
+the whole service for each fault and check what the caller, the operator (metrics, audit) and the
+phone (messages that left) each see.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from otp_service import create_app
+from otp_service.settings import Settings
+from otp_service.sms.huawei import HuaweiSmsGateway
+from otp_service.store import MemoryStore
+from tests.conftest import FakeClock
+from tests.huawei_sim import Fault, HuaweiSimulator
+from tests.test_huawei_gateway import DOCUMENTED
+from tests.test_log_hygiene import Capture
+from tests.test_metrics import scrape, value
+
+pytestmark = pytest.mark.memory
+
+PHONE = "+8613812345678"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fault and what the whole service must make of it."""
+
+    fault: Fault
+    error: str
+    #: fields the problem body must carry beside its ``code``
+    fields: dict[str, object]
+    #: the ``provider_code`` label of the provider-error counter
+    label: str
+    #: messages the platform accepted for the number (a timeout may still be delivered);
+    #: None where the platform may or may not have (the connection was cut mid-request)
+    left: int | None
+
+
+TRANSPORT = {
+    "read-timeout": Case(
+        Fault(delay=0.8), "provider_unavailable", {"reason": "timeout"}, "timeout", 1
+    ),
+    "reset-after-connect": Case(
+        Fault(reset=True), "provider_unavailable", {"reason": "connection"}, "connection", None
+    ),
+    **{
+        f"http-{status}": Case(
+            Fault(http_status=status),
+            "provider_unavailable",
+            {"http_status": status},
+            str(status),
+            0,
+        )
+        for status in (500, 502, 503, 429)
+    },
+    "http-404": Case(Fault(http_status=404), "provider_rejected", {"http_status": 404}, "404", 0),
+}
+CODES = {
+    code: Case(Fault(code=code), f"provider_{kind}", {"provider_code": code}, code, 0)
+    for code, kind in DOCUMENTED.items()
+}
+
+
+@pytest.fixture
+def run(
+    huawei_sim: HuaweiSimulator, settings_factory: Callable[..., Settings], fake_clock: FakeClock
+) -> Iterator[Callable[..., tuple[FlaskClient, Any]]]:
+    """A service on the real gateway pointed at the simulator; the gateway is closed after."""
+    gateways: list[HuaweiSmsGateway] = []
+
+    def make(**overrides: Any) -> tuple[FlaskClient, Any]:
+        settings = settings_factory(**huawei_sim.settings_overrides(**overrides))
+        gateway = HuaweiSmsGateway.from_settings(settings, sleep=lambda _: None)
+        gateways.append(gateway)
+        app = create_app(settings, store=MemoryStore(), gateway=gateway, clock=fake_clock)
+        client = app.test_client()
+        return client, client.post("/send-code", json={"phone": PHONE})
+
+    try:
+        yield make
+    finally:
+        for gateway in gateways:
+            gateway.close()
+
+
+@pytest.fixture
+def audit() -> Iterator[Capture]:
+    logger = logging.getLogger("otp_service.audit")
+    handler = Capture()
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+@pytest.mark.parametrize("case", [*TRANSPORT.values(), *CODES.values()], ids=[*TRANSPORT, *CODES])
+def test_each_fault_is_one_problem_at_most_one_message_and_recorded(
+    case: Case,
+    huawei_sim: HuaweiSimulator,
+    run: Callable[..., tuple[FlaskClient, Any]],
+    audit: Capture,
+) -> None:
+    huawei_sim.inject(case.fault)
+    client, response = run(huawei_timeout=0.3)
+
+    assert response.status_code == 502
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["code"] == case.error
+    assert {key: body.get(key) for key in case.fields} == case.fields
+    huawei_sim.wait_idle()
+    assert huawei_sim.received == 1
+    left = len(huawei_sim.delivered_to(PHONE))
+    assert left <= 1 if case.left is None else left == case.left
+    samples = scrape(client)
+    assert (
+        value(
+            samples,
+            "otp_provider_errors_total",
+            provider="huawei",
+            error=case.error,
+            provider_code=case.label,
+        )
+        == 1
+    )
+    [line] = [json.loads(text) for text in audit.lines]
+    assert (line["event"], line["outcome"], line["reason"]) == ("send", "refused", case.error)
+    if "reason" in case.fields:
+        assert line["cause"] == case.fields["reason"]
+
+
+def test_refused_connection_is_retried_once_then_unavailable_and_nothing_left(
+    huawei_sim_factory: Callable[..., HuaweiSimulator],
+    settings_factory: Callable[..., Settings],
+    fake_clock: FakeClock,
+    audit: Capture,
+) -> None:
+    sim = huawei_sim_factory()
+    sim.bind()  # the port is reserved but refuses every connection
+    settings = settings_factory(**sim.settings_overrides())
+    gateway = HuaweiSmsGateway.from_settings(settings, sleep=lambda _: None)
+    try:
+        client = create_app(
+            settings, store=MemoryStore(), gateway=gateway, clock=fake_clock
+        ).test_client()
+        response = client.post("/send-code", json={"phone": PHONE})
+        assert (response.status_code, response.get_json()["code"]) == (502, "provider_unavailable")
+        assert sim.received == 0
+        assert (
+            value(
+                scrape(client),
+                "otp_provider_errors_total",
+                provider="huawei",
+                error="provider_unavailable",
+                provider_code="connection_refused",
+            )
+            == 1
+        )
+        [line] = [json.loads(text) for text in audit.lines]
+        assert (line["reason"], line["cause"]) == ("provider_unavailable", "connection_refused")
+    finally:
+        gateway.close()
+
+
+def test_a_slow_answer_within_the_timeout_sends_exactly_one_message(
+    huawei_sim: HuaweiSimulator, run: Callable[..., tuple[FlaskClient, Any]], audit: Capture
+) -> None:
+    huawei_sim.latency = 0.2
+    client, response = run(huawei_timeout=2.0)
+    assert response.status_code == 202
+    assert len(huawei_sim.delivered_to(PHONE)) == 1
+    assert not [name for name, _ in scrape(client) if name == "otp_provider_errors_total"]
+    [line] = [json.loads(text) for text in audit.lines]
+    assert (line["event"], line["outcome"]) == ("send", "accepted")
