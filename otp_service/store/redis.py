@@ -83,6 +83,7 @@ class RedisStore:
         self._admit = client.register_script(_script_source("admit"))
         self._verify = client.register_script(_script_source("verify_code"))
         self._put_new = client.register_script(_script_source("put_new"))
+        self._tally = client.register_script(_script_source("tally"))
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -233,18 +234,11 @@ class RedisStore:
     def tally(
         self, increments: Mapping[str, int], reads: Sequence[str], *, ttl: float, now: float
     ) -> list[int]:
-        def run() -> list[int]:
-            # Not a transaction: each INCRBY is atomic on its own, and the keys may span slots.
-            pipe = self.client.pipeline(transaction=False)
-            for key, amount in increments.items():
-                pipe.incrby(key, amount)
-                pipe.pexpire(key, max(1, _ms(ttl)))
-            for key in reads:
-                pipe.get(key)
-            replies = pipe.execute()
-            return [int(raw or 0) for raw in replies[2 * len(increments) :]]
-
-        return list(self._run("tally", run))
+        """One script: atomic, and one reply to parse (a pipeline's replies cost one each)."""
+        keys = [*increments, *reads]
+        args = [max(1, _ms(ttl)), *increments.values()]
+        reply = self._run("tally", lambda: self._tally(keys=keys, args=args))
+        return [int(value) for value in reply.split(b",")] if reads else []
 
     def keys(self, pattern: str = "*") -> list[str]:
         """Keys matching ``pattern`` (operators' tools, hygiene tests); iterates with SCAN."""
@@ -411,6 +405,24 @@ class ClusterRedisStore(RedisStore):
             return check
         check = replace(check, shadowed=check.shadowed + admission.shadowed)
         return self._tally_far(check, far, on_approve, now)
+
+    def tally(
+        self, increments: Mapping[str, int], reads: Sequence[str], *, ttl: float, now: float
+    ) -> list[int]:
+        """A pipeline rather than the script: the counters may live in different slots."""
+
+        def run() -> list[int]:
+            # Not a transaction: each INCRBY is atomic on its own, and the keys may span slots.
+            pipe = self.client.pipeline(transaction=False)
+            for key, amount in increments.items():
+                pipe.incrby(key, amount)
+                pipe.pexpire(key, max(1, _ms(ttl)))
+            for key in reads:
+                pipe.get(key)
+            replies = pipe.execute()
+            return [int(raw or 0) for raw in replies[2 * len(increments) :]]
+
+        return list(self._run("tally", run))
 
     def _tally_far(
         self, check: CodeCheck, far: Mapping[str, int], on_approve: Tally | None, now: float
