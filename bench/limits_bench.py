@@ -62,6 +62,7 @@ def default_limits() -> SendLimits:
     return SendLimits(
         resend_interval=settings.resend_interval,
         number=settings.limits_number,
+        number_total=settings.limits_number_total,
         ip=settings.limits_ip,
         subnet=settings.limits_subnet,
         prefix=settings.limits_prefix,

@@ -23,6 +23,8 @@ bp = Blueprint("otp", __name__)
 register_on_blueprint(bp)
 
 MAX_FIELD_LENGTH = 256
+#: Fields that are JSON booleans; every other field is a bounded string.
+BOOLEAN_FIELDS = frozenset({"consume"})
 
 
 def get_service() -> OtpService:
@@ -86,7 +88,12 @@ def json_body(*, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> d
         if data.get(name) is None:
             raise InvalidRequest(f"{name}: required.", field=name)
     for name, value in data.items():
-        if value is None or (name == "consume" and isinstance(value, bool)):
+        if value is None:
+            continue
+        if name in BOOLEAN_FIELDS:
+            if not isinstance(value, bool):
+                # "false" is a non-empty string: read as a flag it would mean the opposite.
+                raise InvalidRequest(f"{name}: expected true or false.", field=name)
             continue
         if not isinstance(value, str) or len(value) > MAX_FIELD_LENGTH:
             raise InvalidRequest(

@@ -62,10 +62,10 @@ class Budget:
         for (period, _, ceiling), total in zip(periods, totals, strict=True):
             if ceiling and total > round(ceiling * MICRO):
                 self.refund(Reservation(micros, keys), now)
+                # The ceiling itself is the operator's business, not the caller's.
                 raise BudgetExhausted(
                     f"The {'daily' if period == 'day' else 'monthly'} sending budget is exhausted.",
                     period=period,
-                    ceiling=ceiling,
                 )
         return Reservation(micros, keys)
 

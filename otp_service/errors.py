@@ -195,8 +195,9 @@ class ProviderError(OtpError):
     code = "provider_error"
     status = 502
     title = "SMS provider error"
-    #: True when the request provably did not reach the provider (safe to retry).
-    retryable: ClassVar[bool] = False
+    #: True when the request provably did not reach the provider (safe to retry); set on the
+    #: instance by the gateway that knows.
+    retryable: bool = False
 
 
 class ProviderRejected(ProviderError):

@@ -226,12 +226,18 @@ class PumpingDefence:
         if kind == "number":
             return phone_tag(self._tag_key, value)
         try:
-            if "/" in value:
-                return str(ipaddress.ip_network(value, strict=False))
-            # A bare address stands for its /24 or /64: the unit the subnet rule counts.
-            return subnet_of(value)
+            network = ipaddress.ip_network(value, strict=False)
         except ValueError:
             raise InvalidRequest(f"subnet: {value!r} is not an address or CIDR.") from None
+        # Entries are looked up by the client's /24 or /64, the unit the subnet rule counts; a
+        # bare address stands for its unit. Any other width would be stored and never match.
+        unit = subnet_of(str(network.network_address))
+        if "/" in value and str(network) != unit:
+            raise InvalidRequest(
+                f"subnet: allow-list entries are one /24 (IPv4) or /64 (IPv6), got {value!r}; "
+                f"allow each /24 or /64 of a wider network, or give an address for {unit}."
+            )
+        return unit
 
 
 def _check_kind(kind: str, kinds: Sequence[str]) -> None:

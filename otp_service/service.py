@@ -197,6 +197,7 @@ class OtpService:
         self._send_limits = SendLimits(
             resend_interval=self.settings.resend_interval,
             number=self.settings.limits_number,
+            number_total=self.settings.limits_number_total,
             ip=self.settings.limits_ip,
             subnet=self.settings.limits_subnet,
             prefix=self.settings.limits_prefix,
@@ -367,10 +368,16 @@ class OtpService:
             ttl=self.settings.code_ttl,
             max_attempts=self.settings.max_attempts,
         )
-        rate_limit = self._admit(event, phone, tag, purpose, client_ip, now, record)
+        # The budget is reserved before admission, which replaces the number's live code and
+        # spends its quota: a refusal for money must leave both as they were.
+        reservation = None if test_code is not None else self.budget.reserve(phone.region, now)
+        try:
+            rate_limit = self._admit(event, phone, tag, purpose, client_ip, now, record)
+        except BaseException:
+            self.budget.refund(reservation, now)
+            raise
         if test_code is None:
             event.details["provider"] = self.gateway.name
-            reservation = self.budget.reserve(phone.region, now)
             started = time.perf_counter()
             try:
                 result = self.gateway.send(message)
@@ -491,12 +498,16 @@ class OtpService:
             self._audit_pumping(event, decision)
 
     def _audit_pumping(self, event: Event, decision: Decision) -> None:
+        # No masked number here: its visible digits plus a range scope ("prefix:" and all but
+        # the last four digits) would spell the whole number. The keyed hash still links it.
+        details = decision.describe()
+        if event.phone is not None:
+            details["phone_hash"] = self.audit.phone_hash(event.phone)
         pumping = Event(
             "pumping",
             purpose=event.purpose,
             client_ip=event.client_ip,
-            phone=event.phone,
-            details=decision.describe(),
+            details=details,
         )
         self.audit.record(pumping, decision.outcome)
 

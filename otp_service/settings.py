@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import secrets
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ from limits import parse_many
 from otp_service.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
+#: The placeholders OTP_MESSAGE_TEMPLATE may use.
+TEMPLATE_FIELDS = frozenset({"code", "minutes"})
 
 #: Keys shipped in docs and examples; production refuses them.
 EXAMPLE_SECRETS = frozenset(
@@ -80,13 +83,47 @@ def _name_set(raw: str) -> frozenset[str]:
 
 
 def _test_numbers(raw: str) -> tuple[tuple[str, str], ...]:
+    """``+NUMBER:CODE`` items, each number normalised to E.164 so it matches parsed requests."""
     pairs = []
     for item in _csv(raw):
         number, sep, code = item.partition(":")
         if not sep or not number.strip() or not code.strip():
             raise ValueError(f"expected +NUMBER:CODE items, got {item!r}")
-        pairs.append((number.strip(), code.strip()))
+        pairs.append((_international(number.strip()), code.strip()))
     return tuple(pairs)
+
+
+def _international(number: str) -> str:
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is None or not phonenumbers.is_valid_number(parsed):
+        raise ValueError(f"expected a valid number in international form (+…), got {number!r}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _template_problem(template: str, code_length: int) -> str | None:
+    """Why ``template`` cannot render every message, or None.
+
+    Only ``{code}`` and ``{minutes}`` exist; anything else (``{name}``, ``{}``, attribute or
+    index access) would fail on every send or render Python internals into an SMS.
+    """
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        template.format(code="0" * code_length, minutes=1)
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        return f"not a valid template ({type(exc).__name__}: {exc})"
+    unknown = sorted(names - TEMPLATE_FIELDS)
+    if unknown:
+        return f"only {{code}} and {{minutes}} may appear, got {', '.join(map(repr, unknown))}"
+    if "code" not in names:
+        return "must contain the {code} placeholder"
+    return None
+
+
+def _is_code(code: str, length: int) -> bool:
+    return len(code) == length and code.isascii() and code.isdigit()
 
 
 def _costs(raw: str) -> tuple[tuple[str, float], ...]:
@@ -128,9 +165,13 @@ def _check_limits(value: Any) -> str | None:
     if not value.strip():
         return None
     try:
-        parse_many(value)
+        items = parse_many(value)
     except ValueError:
         return f"expected limits notation such as '10/minute;100/hour', got {value!r}"
+    if any(item.amount < 1 for item in items):
+        return (
+            f"every limit must allow at least 1 (leave the variable empty for none), got {value!r}"
+        )
     return None
 
 
@@ -300,6 +341,12 @@ class Settings:
     limits_number: str = field(
         default="5/hour;10/day",
         metadata=_env(_text, "per number and purpose, `limits` notation", _check_limits),
+    )
+    limits_number_total: str = field(
+        default="8/hour;15/day",
+        metadata=_env(
+            _text, "per number across all purposes (purposes are the caller's)", _check_limits
+        ),
     )
     limits_ip: str = field(
         default="10/minute;100/hour", metadata=_env(_text, "per client IP", _check_limits)
@@ -505,8 +552,14 @@ class Settings:
             problem = check(value) if check is not None else None
             if problem:
                 raise ConfigurationError(f"{env_name(f.name)}: {problem}")
-        if "{code}" not in self.message_template:
-            raise ConfigurationError("OTP_MESSAGE_TEMPLATE: must contain the {code} placeholder")
+        problem = _template_problem(self.message_template, self.code_length)
+        if problem:
+            raise ConfigurationError(f"OTP_MESSAGE_TEMPLATE: {problem}")
+        bad_codes = [c for c in self.test_codes.values() if not _is_code(c, self.code_length)]
+        if bad_codes:
+            raise ConfigurationError(
+                f"OTP_TEST_NUMBERS: codes must be {self.code_length} digits (OTP_CODE_LENGTH)"
+            )
         if self.env == "production":
             self._refuse_unsafe_production()
         if self.sms_gateway == "huawei":

@@ -166,6 +166,19 @@ def test_bad_token_is_401(client: FlaskClient) -> None:
     )
 
 
+@pytest.mark.parametrize("flag", ["false", "true", 0, 1, [], {}])
+def test_consume_must_be_a_json_boolean_and_a_refusal_spends_nothing(
+    client: FlaskClient, gateway: ConsoleGateway, flag: object
+) -> None:
+    client.post("/send-code", json={"phone": PHONE})
+    code = gateway.last_code(PHONE)
+    token = client.post("/verify", json={"phone": PHONE, "code": code}).get_json()["token"]
+    refused = client.post("/tokens/check", json={"token": token, "consume": flag})
+    body = assert_problem(refused, 400, "invalid_request")
+    assert body["field"] == "consume"
+    assert client.post("/tokens/check", json={"token": token, "consume": True}).status_code == 200
+
+
 def test_request_id_is_echoed_and_put_in_problems(client: FlaskClient) -> None:
     response = client.post("/verify", json={"phone": PHONE}, headers={"X-Request-ID": "abc-123"})
     assert response.headers["X-Request-ID"] == "abc-123"

@@ -77,7 +77,7 @@ def test_daily_ceiling_stops_sends_with_503_and_an_audit_event(
     with pytest.raises(BudgetExhausted) as refused:
         service.send_code(cn(4))
     assert refused.value.status == 503
-    assert refused.value.extras == {"period": "day", "ceiling": 0.2}
+    assert refused.value.extras == {"period": "day"}
     assert len(gateway.sent) == 4
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "otp_service.audit"]
     assert lines[-1]["reason"] == "budget_exhausted" and lines[-1]["period"] == "day"
@@ -110,6 +110,22 @@ def test_failed_send_gives_its_reservation_back(
     gateway.failing = False
     service.send_code(cn(1))
     assert len(gateway.sent) == 1
+
+
+def test_a_budget_refusal_keeps_the_live_code_and_spends_no_quota(
+    make_service: ServiceFactory, gateway: FlakyGateway
+) -> None:
+    service = make_service(budget_daily=0.05, limits_number="2/hour")
+    service.send_code(cn(0))
+    live = gateway.last_code(cn(0)) or ""
+    with pytest.raises(BudgetExhausted):
+        service.send_code(cn(0))
+    with pytest.raises(BudgetExhausted):
+        service.send_code(cn(0))
+    # Neither refusal replaced the code that reached the phone or used the number's 2/hour.
+    assert service.verify(cn(0), live).phone == cn(0)
+    (usage,) = [u for u in service.limit_status(phone=cn(0)).windows if u.rule.amount == 2]
+    assert usage.used == 1
 
 
 def test_no_ceiling_means_no_budget_bookkeeping(make_service: ServiceFactory) -> None:

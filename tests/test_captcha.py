@@ -264,6 +264,15 @@ def test_wrong_answer_is_refused_and_burns_the_challenge(make_harness: MakeHarne
     assert h.gateway.sent == []
 
 
+@pytest.mark.parametrize("odd", ["\ud800", "A\udfffB", "\U0001f600" * 3, "\x00"])
+def test_an_unencodable_or_odd_answer_is_just_wrong(make_harness: MakeHarness, odd: str) -> None:
+    h = make_harness()
+    captcha_id, _ = h.new_captcha()
+    response = h.send(captcha_id=captcha_id, captcha_answer=odd)
+    assert (response.status_code, code(response)) == (400, "captcha_invalid")
+    assert h.gateway.sent == []
+
+
 def test_a_challenge_works_once(make_harness: MakeHarness) -> None:
     h = make_harness()
     captcha_id, answer = h.new_captcha()

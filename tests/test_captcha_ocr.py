@@ -29,6 +29,8 @@ def tesseract() -> None:
 
 
 @pytest.mark.slow
+# Hundreds of tesseract runs: ~30 s on a quiet 2-core machine, several times that on a busy one.
+@pytest.mark.timeout(600)
 @pytest.mark.usefixtures("tesseract")
 def test_ocr_solves_at_most_five_percent_of_fresh_challenges() -> None:
     report = run_attack(CHALLENGES)

@@ -508,6 +508,7 @@ def test_refused_twice_gives_up_after_one_retry(
     with pytest.raises(ProviderUnavailable) as caught:
         gateway_for(sim, sleep=pauses.append).send(message())
     assert caught.value.reason == "connection_refused"
+    assert caught.value.retryable  # nothing was written: an idempotent retry may send
     assert len(pauses) == 1
 
 
@@ -521,6 +522,7 @@ def test_read_timeout_is_never_retried(
         gateway.send(message())
 
     assert caught.value.reason == "timeout"
+    assert not caught.value.retryable
     assert huawei_sim.received == 1
     huawei_sim.wait_idle()
     # The platform got it and may well deliver it: that is exactly why there is no retry.
@@ -588,6 +590,15 @@ def test_factory_builds_the_huawei_gateway(
         assert gateway.timeout == 2.0
     finally:
         gateway.close()
+
+
+@pytest.mark.parametrize("app_key", ["my key", 'a"b', "a,b", "a\\b"])
+def test_an_app_key_the_header_cannot_carry_is_refused_at_start(
+    huawei_sim: HuaweiSimulator, settings_factory: Callable[..., Settings], app_key: str
+) -> None:
+    settings = settings_factory(**huawei_sim.settings_overrides(huawei_app_key=app_key))
+    with pytest.raises(ConfigurationError, match="^OTP_HUAWEI_APP_KEY:"):
+        HuaweiSmsGateway.from_settings(settings)
 
 
 def test_code_longer_than_a_verify_variable_is_refused_at_start(

@@ -14,6 +14,7 @@ from otp_service.errors import (
     IdempotencyInProgress,
     InvalidRequest,
     ProviderRejected,
+    ProviderUnavailable,
     RateLimited,
 )
 from otp_service.settings import Settings
@@ -126,6 +127,22 @@ def test_provider_failure_is_replayed_not_resent(
             service.send_code(PHONE, idempotency_key="k")
         assert caught.value.extras == {"provider_code": "E200015"}
     assert gateway.calls == 1
+
+
+def test_provider_failure_that_never_reached_it_frees_the_key(
+    make_service: Callable[..., OtpService], fake_clock: FakeClock
+) -> None:
+    refused = ProviderUnavailable("refused", reason="connection_refused")
+    refused.retryable = True
+    gateway = FailingGateway(refused)
+    service = make_service(gateway)
+    with pytest.raises(ProviderUnavailable):
+        service.send_code(PHONE, idempotency_key="k")
+    # Not a replay: the retry runs again (and waits out the cooldown the first attempt spent).
+    fake_clock.advance(61)
+    with pytest.raises(ProviderUnavailable):
+        service.send_code(PHONE, idempotency_key="k")
+    assert gateway.calls == 2
 
 
 @pytest.mark.parametrize("bad", ["", "x" * 65, "a b", "é", "k/1"])

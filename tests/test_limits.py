@@ -28,6 +28,7 @@ Request = tuple[str, str]
 NO_LIMITS: dict[str, Any] = {
     "resend_interval": 0,
     "limits_number": "",
+    "limits_number_total": "",
     "limits_ip": "",
     "limits_subnet": "",
     "limits_prefix": "",
@@ -219,6 +220,27 @@ def test_the_resend_cooldown_and_number_caps_hold_one_number_from_any_ip(
     # 5/hour: the first send leaves the hour 3600 - 5 * 60 s from now.
     assert info.value.extras == {"limit": "number", "retry_after": 3300}
     assert len(gateway.sent) == 5
+
+
+def test_rotating_the_purpose_stops_at_the_number_total_cap(
+    make_service: ServiceFactory, gateway: ConsoleGateway
+) -> None:
+    only_number_axis = {
+        "resend_interval": 60,
+        "limits_number": "2/hour",
+        "limits_number_total": "8/hour;15/day",
+    }
+    service = make_service(**{**NO_LIMITS, **only_number_axis})
+    outcomes = []
+    for i in range(12):
+        try:
+            service.send_code(number_in_range(1), purpose=f"p{i}", client_ip=ip_in_own_subnet(i))
+            outcomes.append("sent")
+        except RateLimited as exc:
+            outcomes.append(str(exc.extras["limit"]))
+    # Each purpose is fresh for the cooldown and the 2/hour; the number's 8/hour is not.
+    assert outcomes == ["sent"] * 8 + ["number"] * 4
+    assert len(gateway.sent) == 8
 
 
 # Order and consumption.

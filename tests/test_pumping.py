@@ -90,7 +90,9 @@ def test_unverified_range_is_blocked_past_the_floor_and_audited(
     assert event["outcome"] == "blocked"
     assert (event["scope"], event["sent"], event["verified"]) == (f"prefix:{RANGE}", 6, 0)
     assert (event["allowance"], event["strikes"], event["block_seconds"]) == (5.0, 1, 900)
-    assert "phone" in event and number(5) not in json.dumps(event)
+    # The masked number's digits plus the range would spell the number: only its hash is kept.
+    assert "phone" not in event and len(event["phone_hash"]) == 16
+    assert number(5) not in json.dumps(event)
 
 
 def test_verified_traffic_keeps_flowing(

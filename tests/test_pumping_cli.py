@@ -79,6 +79,11 @@ def test_bad_allow_list_values_exit_with_a_message(env: dict[str, str]) -> None:
     assert "not an address or CIDR" in result.output
     result = CliRunner().invoke(main, ["abuse", "allow", "number", "12"])
     assert result.exit_code == 2
+    # A width the lookup never uses would be stored and never match: refused, with the way out.
+    for wider_or_narrower in ("10.20.0.0/16", "10.20.5.7/32", "2001:db8::/48"):
+        result = CliRunner().invoke(main, ["abuse", "allow", "subnet", wider_or_narrower])
+        assert result.exit_code == 2
+        assert "one /24 (IPv4) or /64 (IPv6)" in result.output
 
 
 def test_budget_shows_spend_against_ceilings(service: OtpService) -> None:

@@ -36,7 +36,7 @@ def test_environment_values_are_parsed_by_type() -> None:
             "OTP_CODE_LENGTH": "8",
             "OTP_ALLOWED_REGIONS": "cn, hk",
             "OTP_TRUSTED_PROXIES": "10.0.0.0/8,::1/128",
-            "OTP_TEST_NUMBERS": "+8613800000000:123456",
+            "OTP_TEST_NUMBERS": "+8613800000000:12345678",
             "OTP_SHADOW_RULES": "prefix,global",
             "OTP_HUAWEI_TIMEOUT": "2.5",
         }
@@ -44,7 +44,7 @@ def test_environment_values_are_parsed_by_type() -> None:
     assert s.code_length == 8
     assert s.allowed_regions == ("CN", "HK")
     assert s.trusted_proxies == ("10.0.0.0/8", "::1/128")
-    assert s.test_codes == {"+8613800000000": "123456"}
+    assert s.test_codes == {"+8613800000000": "12345678"}
     assert s.shadow_rules == frozenset({"prefix", "global"})
     assert s.huawei_timeout == 2.5
 
@@ -65,12 +65,33 @@ def test_environment_values_are_parsed_by_type() -> None:
         ("OTP_TRUSTED_PROXIES", "not-a-cidr"),
         ("OTP_REDIS_URL", "http://localhost"),
         ("OTP_TEST_NUMBERS", "+8613800000000"),
+        ("OTP_TEST_NUMBERS", "13800138000:123456"),
+        ("OTP_TEST_NUMBERS", "+8613800138000:12345"),
+        ("OTP_TEST_NUMBERS", "+8613800138000:12345a"),
         ("OTP_HUAWEI_TIMEOUT", "fast"),
+        ("OTP_LIMITS_IP", "0/minute"),
+        ("OTP_LIMITS_NUMBER_TOTAL", "5/hour;0/day"),
+        ("OTP_MESSAGE_TEMPLATE", "Your code."),
+        ("OTP_MESSAGE_TEMPLATE", "Hi {name}, your code is {code}"),
+        ("OTP_MESSAGE_TEMPLATE", "{code} {}"),
+        ("OTP_MESSAGE_TEMPLATE", "{code.__class__.__mro__}"),
+        ("OTP_MESSAGE_TEMPLATE", "{code} {minutes[0]}"),
+        ("OTP_MESSAGE_TEMPLATE", "{code"),
     ],
 )
 def test_invalid_values_fail_naming_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=f"^{variable}:"):
         Settings.from_env({variable: value})
+
+
+def test_test_numbers_are_normalised_and_templates_may_format_the_code() -> None:
+    settings = Settings.from_env(
+        {
+            "OTP_TEST_NUMBERS": "+86 138 0013 8000:123456",
+            "OTP_MESSAGE_TEMPLATE": "[{code:>8}] valid for {minutes} min",
+        }
+    )
+    assert settings.test_codes == {"+8613800138000": "123456"}
 
 
 @pytest.mark.parametrize(

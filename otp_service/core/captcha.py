@@ -44,7 +44,10 @@ def normalize_answer(answer: str) -> str:
 
 def answer_digest(key: bytes, challenge_id: str, answer: str) -> bytes:
     """HMAC of a (normalised) answer bound to its challenge id; the text itself is never stored."""
-    message = f"captcha\x00{challenge_id}\x00{normalize_answer(answer)}".encode()
+    # surrogatepass: a lone surrogate from JSON is just a wrong answer, not an encoding crash.
+    message = f"captcha\x00{challenge_id}\x00{normalize_answer(answer)}".encode(
+        "utf-8", "surrogatepass"
+    )
     return hmac.new(key, message, hashlib.sha256).digest()
 
 

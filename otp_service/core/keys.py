@@ -40,6 +40,10 @@ class Keys:
     def number_limit(self, tag: str, purpose: str, window_seconds: int, amount: int) -> str:
         return f"{self.prefix}{{{tag}}}:limit:number:{purpose}:{amount}/{window_seconds}s"
 
+    def number_total_limit(self, tag: str, window_seconds: int, amount: int) -> str:
+        """A window over every purpose of one number (``*`` is never a valid purpose)."""
+        return f"{self.prefix}{{{tag}}}:limit:number:*:{amount}/{window_seconds}s"
+
     def idempotency(self, tag: str, digest: str) -> str:
         """One ``Idempotency-Key`` of a number's sends (``digest``: keyed hash of key, purpose)."""
         return f"{self.prefix}{{{tag}}}:idem:{digest}"

@@ -59,6 +59,7 @@ class SendLimits:
 
     resend_interval: int
     number: str
+    number_total: str
     ip: str
     subnet: str
     prefix: str
@@ -97,6 +98,11 @@ class SendLimits:
             )
         for window in parse_windows(self.number):
             key = keys.number_limit(phone_tag, purpose, window.seconds, window.amount)
+            rules.append(self._rule("number", key, window))
+        # Purposes are free text from the caller: without a cap across them, rotating the
+        # purpose would reset the per-purpose windows and flood one phone.
+        for window in parse_windows(self.number_total):
+            key = keys.number_total_limit(phone_tag, window.seconds, window.amount)
             rules.append(self._rule("number", key, window))
         return rules
 

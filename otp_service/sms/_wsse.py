@@ -36,6 +36,11 @@ def password_digest(nonce: str, created: str, app_secret: str) -> str:
     return base64.b64encode(hex_digest.encode("ascii")).decode("ascii")
 
 
+def valid_app_key(app_key: str) -> bool:
+    """Whether ``app_key`` can stand in the header's quoted ``Username`` as documented."""
+    return _USERNAME_PATTERN.fullmatch(app_key) is not None
+
+
 def wsse_headers(app_key: str, app_secret: str, *, nonce: str, now: float) -> dict[str, str]:
     """The ``Authorization`` and ``X-WSSE`` headers for one request.
 
@@ -45,7 +50,7 @@ def wsse_headers(app_key: str, app_secret: str, *, nonce: str, now: float) -> di
     """
     if not NONCE_PATTERN.fullmatch(nonce):
         raise ValueError("WSSE nonce must be 1-128 ASCII letters and digits")
-    if not _USERNAME_PATTERN.fullmatch(app_key):
+    if not valid_app_key(app_key):
         raise ValueError("WSSE App Key must not be empty or contain quotes, commas or spaces")
     created = format_created(now)
     digest = password_digest(nonce, created, app_secret)

@@ -39,10 +39,14 @@ from otp_service.errors import (
     ProviderUnavailable,
 )
 from otp_service.settings import Settings
-from otp_service.sms._wsse import wsse_headers
+from otp_service.sms._wsse import valid_app_key, wsse_headers
 from otp_service.sms.base import SendResult, SmsMessage
 
 log = logging.getLogger(__name__)
+
+# Transport failures before the request was written: the provider provably has nothing, so an
+# idempotent retry may run the send again.
+NEVER_WRITTEN = frozenset({"connect_timeout", "connection_refused", "tls"})
 
 SEND_PATH = "/sms/batchSendSms/v1"
 #: Route of our status-report callback (``api_callbacks.py``), appended to ``OTP_PUBLIC_URL``.
@@ -254,6 +258,10 @@ class HuaweiSmsGateway:
         ]
         if missing:
             raise ConfigurationError(f"{', '.join(missing)}: required for the Huawei gateway")
+        if not valid_app_key(settings.huawei_app_key or ""):
+            raise ConfigurationError(
+                "OTP_HUAWEI_APP_KEY: must not contain quotes, commas, backslashes or spaces"
+            )
         if settings.code_length > MAX_VERIFY_VARIABLE:
             raise ConfigurationError(
                 f"OTP_CODE_LENGTH: Huawei verification templates allow at most "
@@ -357,6 +365,7 @@ class HuaweiSmsGateway:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _network_error(self, reason: str, masked: str) -> ProviderUnavailable:
+        """The caller's error for a transport failure; ``retryable`` when nothing was written."""
         log.error(
             "huawei sms: %s sending to %s (not retried)", reason, masked, extra={"phone": masked}
         )
@@ -367,7 +376,9 @@ class HuaweiSmsGateway:
             "tls": "The SMS provider's TLS certificate could not be verified.",
         }
         detail = details.get(reason, "The connection to the SMS provider failed.")
-        return ProviderUnavailable(detail, reason=reason)
+        error = ProviderUnavailable(detail, reason=reason)
+        error.retryable = reason in NEVER_WRITTEN
+        return error
 
     def _interpret(self, response: requests.Response, to: str, masked: str) -> SendResult:
         status = response.status_code

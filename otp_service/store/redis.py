@@ -96,7 +96,8 @@ class RedisStore:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=30,
         )
-        return cls(redis.Redis(connection_pool=pool))
+        # from_pool: the client owns the pool, so close() disconnects it.
+        return cls(redis.Redis.from_pool(pool))
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:

@@ -23,6 +23,7 @@ def limits(**overrides: Any) -> SendLimits:
     values: dict[str, Any] = {
         "resend_interval": 60,
         "number": "5/hour;10/day",
+        "number_total": "",
         "ip": "10/minute;100/hour",
         "subnet": "30/minute",
         "prefix": "50/hour",
