@@ -1,20 +1,20 @@
 -- KEYS[1]: the code hash (d = digest, a = attempts, m = max attempts, e = expires_at_ms);
 -- KEYS[2..]: limit keys, then the counters to add to on approval.
--- ARGV: now_ms, token, counter count, counter ttl_ms, candidate count, candidates...,
--- then (amount, window_ms, shadow) per limit, then one amount per counter.
+-- ARGV: now_ms, token, counter count, counter ttl_ms, the limits' spec (see common.lua),
+-- candidate count, candidates..., then one amount per counter.
 -- Returns {status, attempts_left | refusing key index, retry_ms, shadowed key indexes...}.
 local now = tonumber(ARGV[1])
 local token = ARGV[2]
 local counters = tonumber(ARGV[3])
 local counter_ttl = ARGV[4]
-local ncand = tonumber(ARGV[5])
-local count = #KEYS - 1 - counters
-local offset = 5 + ncand
-local refused, retry, shadowed = check_limits(2, offset, count, now)
+local limits = parse_limits(ARGV[5])
+local ncand = tonumber(ARGV[6])
+local count = #limits
+local refused, retry, shadowed = check_limits(2, limits, now)
 if refused > 0 then
   return {'limited', refused, retry}
 end
-hit_limits(2, offset, count, now, token)
+hit_limits(2, limits, now, token)
 
 local function result(status, value)
   local out = {status, value, 0}
@@ -43,13 +43,13 @@ if attempts >= max then
 end
 local matched = false
 for i = 1, ncand do
-  if same(rec[1], ARGV[5 + i]) then matched = true end
+  if same(rec[1], ARGV[6 + i]) then matched = true end
 end
 if matched then
   redis.call('DEL', KEYS[1])
   for j = 1, counters do
     local key = KEYS[1 + count + j]
-    redis.call('INCRBY', key, ARGV[offset + 3 * count + j])
+    redis.call('INCRBY', key, ARGV[6 + ncand + j])
     redis.call('PEXPIRE', key, counter_ttl)
   end
   return result('approved', 0)
