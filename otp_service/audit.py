@@ -35,6 +35,22 @@ request_id_var: ContextVar[str | None] = ContextVar("otp_request_id", default=No
 FIELDS_ATTRIBUTE = "otp_fields"
 
 
+class _JsonText:
+    """A line as JSON text, encoded only when a handler asks for the record's message.
+
+    The message is the line itself, so a bare handler still writes one JSON object per line;
+    :class:`JsonLineFormatter` writes the fields instead, so the sidecar encodes each line once.
+    """
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: dict[str, object]) -> None:
+        self.line = line
+
+    def __str__(self) -> str:
+        return json.dumps(self.line, ensure_ascii=False, sort_keys=True, default=str)
+
+
 @dataclass(slots=True)
 class Event:
     """A decision being made; filled in as the pipeline learns more.
@@ -119,11 +135,21 @@ class AuditLog:
             line["phone_hash"] = self.phone_hash(event.phone)
         line.update({k: v for k, v in event.details.items() if v is not None})
         line.update(extra)
-        # The message is the line itself, so a bare handler still writes one JSON object per line.
-        log.info(
-            json.dumps(line, ensure_ascii=False, sort_keys=True, default=str),
-            extra={FIELDS_ATTRIBUTE: line},
-        )
+        if log.isEnabledFor(logging.INFO):
+            # Built here rather than by ``log.info``, whose look-up of the caller's frame costs
+            # as much as writing the line and would only ever name this method.
+            record = log.makeRecord(
+                log.name,
+                logging.INFO,
+                __file__,
+                0,
+                _JsonText(line),
+                (),
+                None,
+                func="record",
+                extra={FIELDS_ATTRIBUTE: line},
+            )
+            log.handle(record)
         decision = Decision(event, outcome, error)
         for observer in self._observers:
             try:

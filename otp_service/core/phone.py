@@ -53,12 +53,14 @@ def parse_phone(raw: str, *, default_region: str, allowed_regions: tuple[str, ..
         number = phonenumbers.parse(raw, default_region)
     except NumberParseException:
         raise InvalidPhone("The phone number could not be parsed.") from None
-    if not phonenumbers.is_valid_number(number):
+    # ``number_type`` is UNKNOWN exactly when ``is_valid_number`` is false: both match the
+    # number against its own region's patterns, so one call does the work of both.
+    number_type = phonenumbers.number_type(number)
+    if number_type == PhoneNumberType.UNKNOWN:
         raise InvalidPhone("The phone number is not valid.")
     region = phonenumbers.region_code_for_number(number) or "ZZ"
     if "*" not in allowed_regions and region not in allowed_regions:
         raise RegionNotAllowed(f"Numbers in region {region} are not accepted.", region=region)
-    number_type = phonenumbers.number_type(number)
     if number_type not in SMS_CAPABLE_TYPES:
         type_name = _type_name(number_type)
         raise PhoneTypeNotAllowed(

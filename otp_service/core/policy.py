@@ -50,7 +50,10 @@ def subnet_of(ip: str) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     bits = IPV4_SUBNET_BITS if address.version == 4 else IPV6_SUBNET_BITS
-    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+    # The network address from the integer: the same text as ``ip_network(...)`` at half the
+    # cost (a send asks for its client's subnet up to three times).
+    host_bits = address.max_prefixlen - bits
+    return f"{type(address)(int(address) >> host_bits << host_bits)}/{bits}"
 
 
 @dataclass(frozen=True, slots=True)
