@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -55,12 +57,8 @@ def serve(host: str, port: int, workers: int) -> None:
 
         create_app(settings).run(host=host, port=port)
         return
-    if settings.redis_url is None and workers > 1:
-        click.echo(
-            "warning: several workers with the in-memory store do not share codes or limits; "
-            "set OTP_REDIS_URL",
-            err=True,
-        )
+    # Refused here, before gunicorn starts, with the same reasons its config module gives.
+    _exit_on_problems(_gateway_problems(settings) + _worker_problems(settings, workers))
     _run_gunicorn(f"{host}:{port}", workers)
 
 
@@ -83,11 +81,43 @@ def _run_gunicorn(bind: str, workers: int) -> None:
 
 @main.command("check-config")
 def check_config() -> None:
-    """Validate the OTP_* environment and print every setting (secrets hidden)."""
+    """Validate the OTP_* environment as the service's start would, and print every setting
+    (secrets hidden): the settings and the SMS gateway's own checks fail it; what the gunicorn
+    sidecar would refuse with OTP_WORKERS workers is printed as a warning."""
     settings = _settings_or_exit()
+    _exit_on_problems(_gateway_problems(settings))
+    for problem in _worker_problems(settings, settings.workers):
+        click.echo(f"warning: the sidecar (gunicorn) would refuse this: {problem}", err=True)
     for name, value in settings.describe().items():
         click.echo(f"{name}={value}")
     click.echo("configuration ok", err=True)
+
+
+def _gateway_problems(settings: Settings) -> list[str]:
+    """What the SMS gateway refuses at start (e.g. a code too long for a Huawei template)."""
+    from otp_service.sms import gateway_from_settings
+
+    try:
+        gateway = gateway_from_settings(settings)
+    except ConfigurationError as exc:
+        return [exc.detail]
+    close = getattr(gateway, "close", None)
+    if close is not None:
+        close()
+    return []
+
+
+def _worker_problems(settings: Settings, workers: int) -> list[str]:
+    """What gunicorn's config module refuses for ``workers`` workers (shared key, store …)."""
+    from otp_service.gunicorn_conf import startup_problems
+
+    return startup_problems(dataclasses.replace(settings, workers=workers), os.environ)
+
+
+def _exit_on_problems(problems: list[str]) -> None:
+    if problems:
+        click.echo(f"configuration error: {'; '.join(problems)}", err=True)
+        sys.exit(2)
 
 
 @main.group()

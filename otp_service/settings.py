@@ -25,12 +25,39 @@ from limits import parse_many
 from otp_service.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
+#: Rules OTP_SHADOW_RULES may name: the limit axes and the pumping detector's rules.
+SHADOWABLE_RULES = frozenset(
+    {
+        "number",
+        "ip",
+        "subnet",
+        "prefix",
+        "global",
+        "verify_ip",
+        "captcha_ip",
+        "pumping_prefix",
+        "pumping_country",
+        "pumping_subnet",
+    }
+)
 #: The placeholders OTP_MESSAGE_TEMPLATE may use.
 TEMPLATE_FIELDS = frozenset({"code", "minutes"})
 
 #: Keys shipped in docs and examples; production refuses them.
+#: Secrets that appear in examples (ours included: people copy them); production refuses them.
 EXAMPLE_SECRETS = frozenset(
-    {"change-me", "changeme", "secret", "dev", "development", "example-secret-key-change-me-now!!"}
+    {
+        "change-me",
+        "changeme",
+        "secret",
+        "dev",
+        "development",
+        "example-secret-key-change-me-now!!",
+        "use-at-least-32-random-bytes-from-your-vault",
+        "at-least-32-random-bytes-from-your-vault",
+        "local-demo-secret-not-for-production-0123456789",
+        "test-secret-key-that-is-long-enough-0123456789",
+    }
 )
 MIN_PRODUCTION_SECRET_BYTES = 32
 MAX_CODE_TTL = 600
@@ -157,6 +184,16 @@ def _check_range(low: float, high: float) -> Callable[[Any], str | None]:
 def _check_choice(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+
+    return check
+
+
+def _check_names(known: frozenset[str]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        unknown = sorted(set(value) - known)
+        if unknown:
+            return f"unknown names {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        return None
 
     return check
 
@@ -463,7 +500,11 @@ class Settings:
     )
     shadow_rules: frozenset[str] = field(
         default=frozenset(),
-        metadata=_env(_name_set, "anti-abuse rules that only record what they would block"),
+        metadata=_env(
+            _name_set,
+            "anti-abuse rules that only record what they would block",
+            _check_names(SHADOWABLE_RULES),
+        ),
     )
     pumping_floor: int = field(
         default=20,
@@ -647,8 +688,11 @@ class Settings:
             elif f.name == "test_numbers":
                 shown[env_name(f.name)] = f"<{len(value)} numbers>" if value else ""
             elif isinstance(value, tuple | frozenset):
+                items = sorted(value) if isinstance(value, frozenset) else value
+                # Pairs (OTP_BUDGET_COSTS) print as they are written: REGION:COST.
                 shown[env_name(f.name)] = ",".join(
-                    sorted(value) if isinstance(value, frozenset) else value
+                    ":".join(map(str, item)) if isinstance(item, tuple) else str(item)
+                    for item in items
                 )
             else:
                 shown[env_name(f.name)] = "" if value is None else str(value)

@@ -35,6 +35,46 @@ def test_check_config_prints_settings_with_secrets_hidden(env: dict[str, str]) -
     assert TEST_SECRET not in result.output
 
 
+def test_check_config_runs_the_gateways_start_up_checks(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    huawei = {
+        "OTP_SMS_GATEWAY": "huawei",
+        "OTP_HUAWEI_ENDPOINT": "https://sms.example.com",
+        "OTP_HUAWEI_APP_KEY": "key",
+        "OTP_HUAWEI_APP_SECRET": "secret",
+        "OTP_HUAWEI_SENDER": "10690000",
+        "OTP_HUAWEI_TEMPLATE_ID": "tpl",
+        "OTP_CODE_LENGTH": "9",
+    }
+    for name, value in huawei.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["check-config"])
+    assert result.exit_code == 2
+    assert "OTP_CODE_LENGTH" in result.output and "configuration ok" not in result.output
+
+
+def test_check_config_warns_what_several_workers_would_need(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTP_WORKERS", "4")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    result = CliRunner().invoke(main, ["check-config"])
+    assert result.exit_code == 0
+    assert "warning: the sidecar (gunicorn) would refuse this: PROMETHEUS_MULTIPROC_DIR" in (
+        result.output
+    )
+
+
+def test_serve_with_several_workers_refuses_before_starting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTP_REDIS_URL", raising=False)
+    result = CliRunner().invoke(main, ["serve", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "OTP_REDIS_URL: several workers need a shared store" in result.output
+
+
 def test_check_config_names_a_bad_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTP_CODE_TTL", "9999")
     result = CliRunner().invoke(main, ["check-config"])

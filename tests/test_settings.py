@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ from otp_service.errors import ConfigurationError
 from otp_service.settings import Settings, settings_table
 
 GOOD_SECRET = "a-production-secret-that-is-long-enough-1234"
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 
 
 def test_defaults_follow_the_design() -> None:
@@ -77,6 +79,7 @@ def test_environment_values_are_parsed_by_type() -> None:
         ("OTP_MESSAGE_TEMPLATE", "{code.__class__.__mro__}"),
         ("OTP_MESSAGE_TEMPLATE", "{code} {minutes[0]}"),
         ("OTP_MESSAGE_TEMPLATE", "{code"),
+        ("OTP_SHADOW_RULES", "prefix,bogus"),
     ],
 )
 def test_invalid_values_fail_naming_the_variable(variable: str, value: str) -> None:
@@ -141,3 +144,45 @@ def test_readme_settings_table_is_generated_from_settings() -> None:
     table = README.read_text().partition(START)[2].partition(END)[0].strip()
     assert table == render(), "run `python scripts/readme_settings.py` to refresh the README"
     assert len(settings_table()) == len(dataclasses.fields(Settings))
+
+
+def test_describe_prints_every_kind_of_value_as_it_is_written() -> None:
+    shown = Settings.from_env(
+        {
+            "OTP_BUDGET_COSTS": "CN:0.05,*:0.1",
+            "OTP_SHADOW_RULES": "prefix,global",
+            "OTP_TEST_NUMBERS": "+8613800138000:123456",
+        }
+    ).describe()
+    assert shown["OTP_BUDGET_COSTS"] == "CN:0.05,*:0.1"
+    assert shown["OTP_SHADOW_RULES"] == "global,prefix"
+    assert shown["OTP_TEST_NUMBERS"] == "<1 numbers>"
+
+
+def documented_secrets() -> set[str]:
+    """Every secret the docs, examples and compose file show, as people would copy it."""
+    patterns = [
+        r'secret_key="([^"]+)"',
+        r'OTP_SECRET_KEY"\] = "([^"]+)"',
+        r"OTP_SECRET_KEY:-([^}]+)\}",
+        r"OTP_SECRET_KEY=([^\s`'\"]+)",
+    ]
+    found: set[str] = set()
+    for path in [
+        ROOT / "README.md",
+        *ROOT.glob("docs/*.md"),
+        *ROOT.glob("examples/**/*.py"),
+        ROOT / "docker" / "compose.yaml",
+    ]:
+        text = path.read_text()
+        for pattern in patterns:
+            found.update(re.findall(pattern, text))
+    return found
+
+
+def test_production_refuses_every_secret_the_docs_show() -> None:
+    secrets_shown = documented_secrets()
+    assert "use-at-least-32-random-bytes-from-your-vault" in secrets_shown
+    for secret in secrets_shown:
+        with pytest.raises(ConfigurationError, match="^OTP_SECRET_KEY:"):
+            Settings.from_env({"OTP_ENV": "production", "OTP_SECRET_KEY": secret})
