@@ -45,9 +45,12 @@ def client_ip() -> str | None:
     cannot pick the address its IP and subnet limits count against
     (:func:`~otp_service.core.client_ip.resolve_client_ip`).
     """
+    # A WSGI environ holds a header once (repeated lines arrive joined by commas), so ``get``
+    # finds everything ``getlist`` would, without walking every header of the request.
+    forwarded = request.headers.get("X-Forwarded-For")
     return resolve_client_ip(
         request.remote_addr,
-        request.headers.getlist("X-Forwarded-For"),
+        [] if forwarded is None else [forwarded],
         get_service().trusted_proxies,
     )
 

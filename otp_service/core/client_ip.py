@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from otp_service.errors import InvalidRequest
 
@@ -30,8 +31,12 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs)
 
 
+@lru_cache(maxsize=4096)
 def parse_address(text: str) -> IPAddress | None:
     """One hop as proxies write it, or ``None`` when it is not an address.
+
+    Cached (addresses are immutable): every request parses its proxy's address, and the
+    service parses the client's again when it canonicalises what the HTTP layer resolved.
 
     Accepts ``1.2.3.4``, ``1.2.3.4:5678``, ``2001:db8::1``, ``[2001:db8::1]`` and
     ``[2001:db8::1]:443`` (some proxies append the client's port) and ``fe80::1%eth0`` (zone
