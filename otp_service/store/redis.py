@@ -7,11 +7,13 @@ was lost may have run, and running it again would count a hit or an attempt twic
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import cache
 from importlib import resources
 from typing import Any, cast
 
@@ -87,6 +89,15 @@ def _pack(*args: str | int | bytes | memoryview) -> bytes:
     return b"".join(parts)
 
 
+@cache
+def _connection_args(pool_type: type[redis.ConnectionPool]) -> tuple[str, ...]:
+    """What ``get_connection`` takes: a command name before redis-py 5.3, nothing since (where
+    passing one is deprecated)."""
+    parameter = inspect.signature(pool_type.get_connection).parameters.get("command_name")
+    required = parameter is not None and parameter.default is inspect.Parameter.empty
+    return ("EVALSHA",) if required else ()
+
+
 def _shadowed(indexes: Sequence[Any], names: Sequence[str]) -> tuple[str, ...]:
     return tuple(names[int(i) - 1] for i in indexes)
 
@@ -137,7 +148,7 @@ class RedisStore:
         """
         with self._guard(operation):
             pool = self.client.connection_pool
-            conn = pool.get_connection()
+            conn = pool.get_connection(*_connection_args(type(pool)))
 
             def call(*command: str | int | bytes | memoryview) -> Any:
                 conn.send_packed_command([_pack(*command)])  # type: ignore[no-untyped-call]
