@@ -2,8 +2,9 @@
 
 The decisions are pure (``core/pumping.py``); this module keeps the counts and the blocks. The
 send path pays nothing extra to *check* a block: blocks are Denial keys, checked by the same
-``admit`` call as every limit. Counting is one ``tally`` round trip after a send (and after an
-approved verify). Every count lives in time buckets with a TTL, so memory stays bounded.
+``admit`` call as every limit. Counting is one ``tally`` round trip after a send; an approved
+verify is counted inside the verify step itself. Every count lives in time buckets with a TTL,
+so memory stays bounded.
 """
 
 from __future__ import annotations
