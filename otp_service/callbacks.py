@@ -51,7 +51,11 @@ SUPPRESSING_STATUSES = frozenset(
     {"BLACK", "TDBLACK", "TSBLACK", "MBBLACK", "SC:0003", "SC:0005", "SC:0016"}
 )
 #: Opt-out replies, compared after NFKC + casefold + trimming spaces and punctuation.
-OPTOUT_WORDS = frozenset({"td", "t", "退订", "stop", "unsubscribe"})
+# "r" is Huawei's own unsubscribe reply (reference §5); "退訂" the traditional spelling.
+OPTOUT_WORDS = frozenset({"td", "t", "r", "退订", "退訂", "stop", "unsubscribe"})
+# Uplink is domestic only (reference §5): a sender without a country code is a mainland number,
+# whatever OTP_DEFAULT_REGION says about the numbers our users type.
+UPLINK_REGION = "CN"
 
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9._-]{1,50}")
 _STATUS = re.compile(r"[A-Za-z0-9:_-]{1,32}")
@@ -357,13 +361,11 @@ def record_status(
     if sent_raw is None:
         raise NotFound("No message with this smsMsgId was sent by this service.")
     sent = json.loads(sent_raw)
-    seen = store.put_new(
-        keys.sms_report(report.sms_msg_id, report.sequence, report.status),
-        b"1",
-        ttl=DELIVERY_TTL,
-        now=now,
-    )
-    if seen is not None:
+    # The "seen" marker is written only after the report's effects (both idempotent): if the
+    # store fails in between, the provider's redelivery applies them again instead of meeting
+    # a marker and losing an opt-out for good.
+    marker = keys.sms_report(report.sms_msg_id, report.sequence, report.status)
+    if store.get(marker, now=now) is not None:
         return ReportOutcome(report, duplicate=True, state=None, purpose=sent.get("purpose"))
 
     previous = delivery_state(store, keys, report.sms_msg_id, now=now)
@@ -392,6 +394,9 @@ def record_status(
         suppressed = opt_out(
             store, keys, tag, now=now, ttl=optout_ttl, reason=f"status:{report.status}"
         )
+    if store.put_new(marker, b"1", ttl=DELIVERY_TTL, now=now) is not None:
+        # A redelivery raced this one and applied the same effects.
+        return ReportOutcome(report, duplicate=True, state=None, purpose=sent.get("purpose"))
     return ReportOutcome(
         report, duplicate=False, state=state, suppressed=suppressed, purpose=sent.get("purpose")
     )
@@ -423,14 +428,18 @@ def record_uplink(
     :raises InvalidPhone: the sender is not a valid number (nothing stored).
     """
     e164 = normalize_number(message.sender, default_region)
-    seen = store.put_new(keys.uplink(message.sms_msg_id), b"1", ttl=UPLINK_TTL, now=now)
-    if seen is not None:
+    # As for reports: the opt-out first (idempotent), the "seen" marker last, so a store failure
+    # between them makes the provider's redelivery retry the opt-out instead of skipping it.
+    marker = keys.uplink(message.sms_msg_id)
+    if store.get(marker, now=now) is not None:
         return UplinkOutcome(message, e164, duplicate=True, opted_out=False)
     opted_out = False
     if is_optout_request(message.body):
         tag = phone_tag(tag_key, e164)
         opt_out(store, keys, tag, now=now, ttl=optout_ttl, reason="uplink")
         opted_out = True
+    if store.put_new(marker, b"1", ttl=UPLINK_TTL, now=now) is not None:
+        return UplinkOutcome(message, e164, duplicate=True, opted_out=False)
     return UplinkOutcome(message, e164, duplicate=False, opted_out=opted_out)
 
 
@@ -520,7 +529,7 @@ def handle_uplink_callback(
         Keys(ctx.settings.key_prefix),
         message,
         tag_key=tag_key(ctx.settings),
-        default_region=ctx.settings.default_region,
+        default_region=UPLINK_REGION,
         now=ctx.clock.now(),
         optout_ttl=ctx.settings.optout_ttl,
     )

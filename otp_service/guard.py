@@ -46,7 +46,7 @@ LIMIT_AXES = ("ip", "subnet", "global")
 #: Renders a refusal in the host's own way (an HTML page, a redirect …).
 RefusalHandler = Callable[[OtpError], ResponseReturnValue]
 #: A custom rate-limit key: who the request is counted for; ``None`` exempts the request.
-KeyFunction = Callable[[], str | None]
+KeyFunction = Callable[[], object]
 #: One check, given the scope name of what it protects; raises an :class:`OtpError` to refuse.
 Check = Callable[[str], None]
 
@@ -325,7 +325,9 @@ def _limit_subject(key: str | KeyFunction) -> tuple[str | None, bool]:
     if key == "global":
         return "all", False
     if callable(key):
-        return key(), True
+        subject = key()
+        # A host's key function may return an id as a number: count it by its text.
+        return (None if subject is None else str(subject)), True
     address = client_ip() or "unknown"
     if key == "subnet":
         try:

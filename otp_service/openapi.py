@@ -210,13 +210,25 @@ def _problems(*statuses: int) -> dict[str, Any]:
     responses = {}
     for status in sorted(set(statuses)):
         response = _response(_PROBLEM_STATUSES[status], {PROBLEM_MEDIA_TYPE: _problem_ref()})
-        if status in (429, 503):
+        if status in (409, 429, 503):
             response["headers"]["Retry-After"] = {
                 "description": "Seconds to wait (when known).",
                 "schema": {"type": "string"},
             }
         responses[str(status)] = response
     return responses
+
+
+def _rate_limited(response: dict[str, Any]) -> dict[str, Any]:
+    """Add the ``RateLimit-*`` headers a success carries for the caller's tightest window."""
+    meanings = {
+        "RateLimit-Limit": "Requests the tightest address window allows.",
+        "RateLimit-Remaining": "Requests left in it.",
+        "RateLimit-Reset": "Seconds until its oldest counted request leaves it.",
+    }
+    for name, description in meanings.items():
+        response["headers"][name] = {"description": description, "schema": {"type": "string"}}
+    return response
 
 
 def _problem_ref() -> dict[str, Any]:
@@ -308,7 +320,9 @@ def _operations() -> list[_Operation]:
                 "parameters": [idempotency_key],
                 "requestBody": {**body_required, "content": _json("SendCodeRequest")},
                 "responses": {
-                    "202": _response("The code is on its way.", _json("SendCodeAccepted")),
+                    "202": _rate_limited(
+                        _response("The code is on its way.", _json("SendCodeAccepted"))
+                    ),
                     **_problems(*_JSON_ERRORS, 403, 409, 422, 429, 502),
                 },
             },

@@ -338,7 +338,12 @@ class OtpService:
                 "resend_after": receipt.resend_after,
             }
         ).encode()
-        self.store.put(key, stored, ttl=ttl, now=now)
+        try:
+            self.store.put(key, stored, ttl=ttl, now=now)
+        except StoreUnavailable:
+            # The code has left: answering 503 ("nothing was sent") would be false. Repeats of
+            # the key meet the pending claim (409) until it expires, and never send twice.
+            log.warning("idempotency receipt not stored: the store failed after a send")
         return receipt
 
     def _send(

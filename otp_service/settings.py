@@ -13,6 +13,7 @@ import dataclasses
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import string
 from collections.abc import Callable, Mapping
@@ -25,6 +26,8 @@ from limits import parse_many
 from otp_service.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
+#: Characters that stand in a URL's query unencoded (RFC 3986 "unreserved").
+CALLBACK_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]+")
 #: Rules OTP_SHADOW_RULES may name: the limit axes and the pumping detector's rules.
 SHADOWABLE_RULES = frozenset(
     {
@@ -198,6 +201,17 @@ def _check_names(known: frozenset[str]) -> Callable[[Any], str | None]:
     return check
 
 
+def _check_callback_token(value: Any) -> str | None:
+    # The token is typed raw into Huawei's console as part of the uplink URL: a "+" there would
+    # arrive as a space and every opt-out reply would be refused.
+    if value is None or CALLBACK_TOKEN_PATTERN.fullmatch(value):
+        return None
+    return (
+        "use only letters, digits and - . _ ~ (e.g. `openssl rand -hex 32`): it travels "
+        "unencoded in the callback URLs"
+    )
+
+
 def _check_limits(value: Any) -> str | None:
     if not value.strip():
         return None
@@ -337,7 +351,12 @@ class Settings:
     )
     callback_token: str | None = field(
         default=None,
-        metadata=_env(_optional_text, "secret the provider's callbacks must carry", secret=True),
+        metadata=_env(
+            _optional_text,
+            "secret the provider's callbacks must carry; URL-safe characters only",
+            _check_callback_token,
+            secret=True,
+        ),
     )
     optout_ttl: int = field(
         default=2 * 365 * 86400,

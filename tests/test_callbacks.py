@@ -32,7 +32,13 @@ from otp_service.callbacks import (
 )
 from otp_service.core.codes import derive_key
 from otp_service.core.keys import Keys, phone_tag
-from otp_service.errors import CallbackUnauthorized, InvalidPhone, InvalidRequest, NotFound
+from otp_service.errors import (
+    CallbackUnauthorized,
+    InvalidPhone,
+    InvalidRequest,
+    NotFound,
+    StoreUnavailable,
+)
 from otp_service.settings import Settings
 from otp_service.sms import ConsoleGateway
 from otp_service.sms.huawei import HuaweiSmsGateway
@@ -146,6 +152,9 @@ def test_repair_keeps_good_text() -> None:
         "UNSUBSCRIBE",
         "unsubscribe!",
         "\tSTOP\n",
+        "R",
+        "ｒ",
+        "退訂",
     ],
 )
 def test_opt_out_words(body: str) -> None:
@@ -153,7 +162,7 @@ def test_opt_out_words(body: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", ["", "stop it", "TDD", "hello", "退订吧", "don't stop", "TT", "R", "123456"]
+    "body", ["", "stop it", "TDD", "hello", "退订吧", "don't stop", "TT", "RR", "123456"]
 )
 def test_not_opt_out(body: str) -> None:
     assert not is_optout_request(body)
@@ -443,6 +452,47 @@ def test_stop_reply_blocks_sends_until_cleared(
 
     assert clear_optout(settings_factory(), memory_store, PHONE)
     assert client.post("/send-code", json={"phone": PHONE}).status_code == 202
+
+
+class OptOutFailsOnce(MemoryStore):
+    """A store whose first opt-out write fails, as a Redis blip between two writes would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def put_new(self, key: str, value: bytes, *, ttl: float, now: float) -> bytes | None:
+        if key.endswith(":optout") and not self.failed:
+            self.failed = True
+            raise StoreUnavailable("blip")
+        return super().put_new(key, value, ttl=ttl, now=now)
+
+
+@pytest.mark.parametrize("kind", ["uplink", "status"])
+def test_an_opt_out_that_failed_once_is_applied_on_redelivery(
+    kind: str, app_factory: Callable[..., Flask], fake_clock: FakeClock
+) -> None:
+    store = OptOutFailsOnce()
+    client = app_factory(store).test_client()
+    if kind == "uplink":
+        path, form = UPLINK_PATH, {"smsMsgId": "up-1", "from": PHONE, "to": "1069", "body": "TD"}
+    else:
+        sent(store, fake_clock.now())
+        path, form = STATUS_PATH, {"smsMsgId": MSG_ID, "status": "TDBLACK"}
+    assert post_form(client, path, form).status_code == 503
+    # The provider redelivers: the opt-out must happen now, not be skipped as a duplicate.
+    assert post_form(client, path, form).status_code == 200
+    assert store.get(KEYS.optout(TAG), now=fake_clock.now()) is not None
+    assert post_form(client, path, form).status_code == 200  # a third time: a duplicate
+
+
+def test_uplink_senders_without_a_country_code_are_mainland_numbers(
+    app_factory: Callable[..., Flask], memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    client = app_factory(memory_store, default_region="HK").test_client()
+    form = {"smsMsgId": "up-2", "from": "13812345678", "to": "1069000", "body": "退订"}
+    assert post_form(client, UPLINK_PATH, form).status_code == 200
+    assert memory_store.get(KEYS.optout(TAG), now=fake_clock.now()) is not None
 
 
 # -- end to end through the simulator ----------------------------------------------------------

@@ -111,6 +111,11 @@ def build_host(guard: OtpGuard, service: OtpService | None = None, **config: Any
     def login() -> str:
         return "welcome"
 
+    @app.post("/orders")
+    @guard.rate_limit(lambda: int(request.form.get("user", 0)), "2/minute;2/60 seconds")
+    def orders() -> str:
+        return "ordered"
+
     return app
 
 
@@ -367,6 +372,13 @@ def test_key_function_limit_names_its_axis_and_none_exempts(client: FlaskClient)
     assert [client.post("/login").status_code for _ in range(3)] == [200, 200, 200]
 
 
+def test_a_numeric_key_and_a_window_written_twice_count_as_one(client: FlaskClient) -> None:
+    # An int user id is counted by its text; "2/minute;2/60 seconds" is one window of 2.
+    statuses = [client.post("/orders", data={"user": "7"}).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert client.post("/orders", data={"user": "8"}).status_code == 200
+
+
 def test_custom_subjects_are_not_stored_in_clear(service: OtpService, client: FlaskClient) -> None:
     client.post("/login", data={"email": "a@example.com"})
     store = service.store
@@ -385,7 +397,7 @@ def vars_keys(store: MemoryStore) -> list[str]:
 
 @pytest.mark.parametrize(
     ("key", "limit"),
-    [("planet", "5/minute"), ("ip", "5/fortnight"), ("ip", "five")],
+    [("planet", "5/minute"), ("ip", "5/fortnight"), ("ip", "five"), ("ip", "0/minute")],
 )
 def test_bad_limit_configuration_fails_at_decoration(key: str, limit: str) -> None:
     with pytest.raises(ConfigurationError, match="rate_limit"):

@@ -16,10 +16,11 @@ from otp_service.errors import (
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
+    StoreUnavailable,
 )
 from otp_service.settings import Settings
 from otp_service.sms import SendResult, SmsMessage
-from otp_service.store import Store
+from otp_service.store import MemoryStore, Store
 from tests.conftest import FakeClock
 
 PHONE = "+8613812345678"
@@ -143,6 +144,29 @@ def test_provider_failure_that_never_reached_it_frees_the_key(
     with pytest.raises(ProviderUnavailable):
         service.send_code(PHONE, idempotency_key="k")
     assert gateway.calls == 2
+
+
+class ReceiptWriteFails(MemoryStore):
+    """The store fails exactly when the receipt of a finished send is written."""
+
+    def put(self, key: str, value: bytes, *, ttl: float, now: float) -> None:
+        if ":idem:" in key and value.startswith(b"{"):
+            raise StoreUnavailable("blip")
+        super().put(key, value, ttl=ttl, now=now)
+
+
+def test_a_send_whose_receipt_cannot_be_stored_still_answers_sent(
+    fake_clock: FakeClock, settings_factory: Callable[..., Settings]
+) -> None:
+    gateway = ConsoleGateway()
+    service = OtpService(
+        settings_factory(), store=ReceiptWriteFails(), gateway=gateway, clock=fake_clock
+    )
+    # The SMS left, so the caller must hear 202, not a 503 that says nothing was sent.
+    assert service.send_code(PHONE, idempotency_key="k").phone == "+86138****5678"
+    with pytest.raises(IdempotencyInProgress):
+        service.send_code(PHONE, idempotency_key="k")
+    assert len(gateway.sent) == 1
 
 
 @pytest.mark.parametrize("bad", ["", "x" * 65, "a b", "é", "k/1"])

@@ -80,6 +80,7 @@ def test_environment_values_are_parsed_by_type() -> None:
         ("OTP_MESSAGE_TEMPLATE", "{code} {minutes[0]}"),
         ("OTP_MESSAGE_TEMPLATE", "{code"),
         ("OTP_SHADOW_RULES", "prefix,bogus"),
+        ("OTP_CALLBACK_TOKEN", "Zm9v+YmFy/YmF6=="),
     ],
 )
 def test_invalid_values_fail_naming_the_variable(variable: str, value: str) -> None:

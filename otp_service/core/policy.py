@@ -38,10 +38,19 @@ class Window:
 
 @lru_cache(maxsize=64)
 def parse_windows(spec: str) -> tuple[Window, ...]:
-    """``"5/hour;10/day"`` → windows. Empty means no limit on that axis."""
+    """``"5/hour;10/day"`` → windows. Empty means no limit on that axis.
+
+    A window written twice (``2/minute;2/60 seconds``) is kept once: both would name one key,
+    which Redis counts once per request and a naive count twice.
+
+    :raises ValueError: malformed, or a window that allows nothing (``0/minute``).
+    """
     if not spec.strip():
         return ()
-    return tuple(Window(item.amount, int(item.get_expiry())) for item in parse_many(spec))
+    windows = [Window(item.amount, int(item.get_expiry())) for item in parse_many(spec)]
+    if any(window.amount < 1 for window in windows):
+        raise ValueError(f"every limit must allow at least 1, got {spec!r}")
+    return tuple(dict.fromkeys(windows))
 
 
 def subnet_of(ip: str) -> str:
