@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -36,18 +37,24 @@ class Capture(logging.Handler):
         self.lines.append(self.format(record))
 
 
-@pytest.fixture
-def capture() -> Iterator[Capture]:
-    root = logging.getLogger()
+@contextmanager
+def captured(logger: logging.Logger, level: int) -> Iterator[Capture]:
+    """Every record ``logger`` passes at ``level`` or above, as JSON lines, while in the block."""
     handler = Capture()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
     try:
         yield handler
     finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+@pytest.fixture
+def capture() -> Iterator[Capture]:
+    with captured(logging.getLogger(), logging.DEBUG) as handler:
+        yield handler
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from otp_service.store import MemoryStore
 from tests.conftest import FakeClock
 from tests.huawei_sim import Fault, HuaweiSimulator
 from tests.test_huawei_gateway import DOCUMENTED
-from tests.test_log_hygiene import Capture
+from tests.test_log_hygiene import Capture, captured
 from tests.test_metrics import scrape, value
 
 pytestmark = pytest.mark.memory
@@ -95,16 +95,8 @@ def run(
 
 @pytest.fixture
 def audit() -> Iterator[Capture]:
-    logger = logging.getLogger("otp_service.audit")
-    handler = Capture()
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with captured(logging.getLogger("otp_service.audit"), logging.INFO) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 @pytest.mark.parametrize("case", [*TRANSPORT.values(), *CODES.values()], ids=[*TRANSPORT, *CODES])
