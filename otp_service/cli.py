@@ -345,8 +345,9 @@ class _ContentGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            exc.exit_code = CONTENT_EXIT_USAGE
-            raise
+            # click 8.5 made ``exit_code`` a class variable: show the error, then exit ourselves.
+            exc.show()
+            ctx.exit(CONTENT_EXIT_USAGE)
 
 
 @main.group(cls=_ContentGroup, epilog=_CONTENT_EXIT_HELP)
@@ -458,7 +459,7 @@ def content_lint_template(
     import os
 
     if template == "-":
-        text = click.get_text_stream("stdin").read()
+        text = sys.stdin.read()
     elif os.path.isfile(template):
         try:
             with open(template, encoding="utf-8") as handle:

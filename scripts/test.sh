@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs what it needs, then lint, types, tests.
+# Python packages go into a venv of the project's own (.venv, or $OTP_VENV), pinned by
+# constraints/dev.txt, so every machine tests exactly the versions CI passed with.
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -m "not browser" -x`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +19,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
-python3 -m ruff check .
-python3 -m ruff format --check --exclude '*.md' .
-python3 -m mypy
-python3 -m pytest "$@"
+source scripts/venv.sh "${OTP_VENV:-.venv}" constraints/dev.txt
+python -m ruff check .
+python -m ruff format --check --exclude '*.md' .
+python -m mypy
+python -m pytest "$@"
