@@ -223,4 +223,4 @@ def metrics() -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI 3.1 document of the routes this app serves."""
-    return jsonify(openapi_document(current_app))
+    return jsonify(openapi_document(current_app, code_length=get_service().settings.code_length))

@@ -83,7 +83,12 @@ def _problem_schema() -> JSONSchema:
     }
 
 
-def _schemas() -> dict[str, JSONSchema]:
+def _schemas(code_length: int) -> dict[str, JSONSchema]:
+    """Every request constraint ``api.json_body`` and the service enforce, stated (issue 17.4).
+
+    A schema looser than the service would have clients (and fuzzers) send requests the service
+    then calls malformed; the code pattern follows ``OTP_CODE_LENGTH`` for that reason.
+    """
     purpose = _optional_string(
         "Names a flow (signup, login …); 'default' if omitted.",
         f"^{PURPOSE_PATTERN.pattern}$",
@@ -110,7 +115,9 @@ def _schemas() -> dict[str, JSONSchema]:
         ),
         "SendCodeRequest": _object(
             {
-                "phone": _string("E.164, or national with region.", maxLength=MAX_FIELD_LENGTH),
+                "phone": _string(
+                    "E.164, or national with region.", minLength=1, maxLength=MAX_FIELD_LENGTH
+                ),
                 "region": region,
                 "purpose": purpose,
                 "captcha_id": _optional_string("From POST /captcha."),
@@ -131,8 +138,10 @@ def _schemas() -> dict[str, JSONSchema]:
         ),
         "VerifyRequest": _object(
             {
-                "phone": _string("The number the code was sent to.", maxLength=MAX_FIELD_LENGTH),
-                "code": _string("The code from the SMS.", pattern="^[0-9]{4,10}$"),
+                "phone": _string(
+                    "The number the code was sent to.", minLength=1, maxLength=MAX_FIELD_LENGTH
+                ),
+                "code": _string("The code from the SMS.", pattern=f"^[0-9]{{{code_length}}}$"),
                 "purpose": purpose,
                 "region": region,
             },
@@ -151,7 +160,7 @@ def _schemas() -> dict[str, JSONSchema]:
         ),
         "TokenCheckRequest": _object(
             {
-                "token": _string("From POST /verify.", maxLength=MAX_FIELD_LENGTH),
+                "token": _string("From POST /verify.", minLength=1, maxLength=MAX_FIELD_LENGTH),
                 "purpose": purpose,
                 "consume": {"type": ["boolean", "null"], "description": "Accept it once only."},
             },
@@ -435,8 +444,11 @@ def _match(rule: str, operations: list[_Operation]) -> list[_Operation]:
     return [op for op in found if len(op.rule) == longest]
 
 
-def openapi_document(app: Flask) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the operations ``app`` routes, at the paths it routes them."""
+def openapi_document(app: Flask, *, code_length: int = 6) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the operations ``app`` routes, at the paths it routes them.
+
+    :param code_length: the deployment's ``OTP_CODE_LENGTH``, which the code pattern states.
+    """
     operations = _operations()
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
@@ -457,7 +469,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
         },
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": _schemas(),
+            "schemas": _schemas(code_length),
             "headers": {
                 "X-Request-ID": {
                     "description": "The request id: the client's (if valid) or a new one.",

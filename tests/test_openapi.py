@@ -159,6 +159,78 @@ def fuzz_schema() -> Any:
     database=None,
 )
 def test_fuzzing_finds_no_server_error_and_no_undocumented_response(case: Case) -> None:
-    # Every other check runs. A schema-valid request may still be refused with 400 by design
-    # (an invalid number, a wrong code): those are answers, not a spec that is too loose.
-    case.call_and_validate(excluded_checks=[schemathesis.checks.positive_data_acceptance])
+    # Every other check runs, and the positive-data check in the form that fits this API: a
+    # schema-valid request may be refused by design (an invalid number, a wrong code, a missing
+    # captcha) — those are answers — but never as malformed, which would mean the spec is looser
+    # than the service.
+    case.call_and_validate(
+        excluded_checks=[schemathesis.checks.positive_data_acceptance],
+        additional_checks=[schema_valid_data_is_never_refused_as_malformed],
+    )
+
+
+MALFORMED_CODES = frozenset({"invalid_request", "unsupported_media_type"})
+
+
+def schema_valid_data_is_never_refused_as_malformed(
+    ctx: Any, response: Any, case: Case
+) -> bool | None:
+    """Schemathesis check: a request its generator made schema-valid is not "invalid_request"."""
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return None
+    if response.status_code in (400, 415, 422):
+        code = response.json().get("code")
+        assert code not in MALFORMED_CODES, (
+            f"schema-valid request refused as {code}: {response.json().get('detail')!r}"
+        )
+    return None
+
+
+def test_the_malformed_check_can_fail() -> None:
+    """The check above fires on a positive case the service calls malformed."""
+
+    class Positive:
+        meta = type(
+            "M", (), {"generation": type("G", (), {"mode": type("Mo", (), {"is_positive": True})})}
+        )
+
+    class Refused:
+        status_code = 400
+
+        @staticmethod
+        def json() -> dict[str, str]:
+            return {"code": "invalid_request", "detail": "phone: required."}
+
+    with pytest.raises(AssertionError, match="invalid_request"):
+        schema_valid_data_is_never_refused_as_malformed(None, Refused(), Positive())  # type: ignore[arg-type]
+
+
+def request_validator(spec: dict[str, Any], name: str) -> jsonschema.Draft202012Validator:
+    schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.mark.parametrize(
+    ("schema_name", "path", "body"),
+    [
+        ("SendCodeRequest", "/send-code", {"phone": ""}),
+        ("VerifyRequest", "/verify", {"phone": "", "code": TEST_CODE}),
+        ("VerifyRequest", "/verify", {"phone": TEST_PHONE, "code": "12"}),
+        ("TokenCheckRequest", "/tokens/check", {"token": ""}),
+    ],
+)
+def test_the_spec_refuses_what_the_service_refuses(
+    spec: dict[str, Any], client: FlaskClient, schema_name: str, path: str, body: dict[str, str]
+) -> None:
+    """Issue 17.4: `"phone": ""` was schema-valid; each body here is refused by both."""
+    assert not request_validator(spec, schema_name).is_valid(body)
+    assert client.post(path, json=body).status_code in (400, 401)
+
+
+def test_the_code_pattern_follows_the_code_length() -> None:
+    settings = Settings(env="testing", secret_key=TEST_SECRET, code_length=8)
+    app = create_app(settings, store=MemoryStore(), gateway=ConsoleGateway())
+    spec = app.test_client().get("/openapi.json").get_json()
+    validator = request_validator(spec, "VerifyRequest")
+    assert validator.is_valid({"phone": TEST_PHONE, "code": "12345678"})
+    assert not validator.is_valid({"phone": TEST_PHONE, "code": "123456"})
