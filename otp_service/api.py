@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from otp_service.core.client_ip import resolve_client_ip
+from otp_service.core.pow import MAX_PAYLOAD_CHARS
 from otp_service.errors import InvalidRequest, StoreUnavailable, UnsupportedMediaType
 from otp_service.openapi import openapi_document
 from otp_service.problems import register_on_blueprint
@@ -23,6 +24,8 @@ bp = Blueprint("otp", __name__)
 register_on_blueprint(bp)
 
 MAX_FIELD_LENGTH = 256
+#: Fields allowed to be longer than MAX_FIELD_LENGTH: an ALTCHA payload is ~700 characters.
+LONG_FIELDS = {"altcha": MAX_PAYLOAD_CHARS}
 #: Fields that are JSON booleans; every other field is a bounded string.
 BOOLEAN_FIELDS = frozenset({"consume"})
 
@@ -98,9 +101,10 @@ def json_body(*, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> d
                 # "false" is a non-empty string: read as a flag it would mean the opposite.
                 raise InvalidRequest(f"{name}: expected true or false.", field=name)
             continue
-        if not isinstance(value, str) or len(value) > MAX_FIELD_LENGTH:
+        longest = LONG_FIELDS.get(name, MAX_FIELD_LENGTH)
+        if not isinstance(value, str) or len(value) > longest:
             raise InvalidRequest(
-                f"{name}: expected a string of at most 256 characters.", field=name
+                f"{name}: expected a string of at most {longest} characters.", field=name
             )
     return data
 
@@ -122,6 +126,24 @@ def create_captcha() -> tuple[Response, int]:
     return jsonify(body), 201
 
 
+@bp.route("/pow", methods=["GET", "POST"])
+def create_pow() -> tuple[Response, int]:
+    """An ALTCHA v2 challenge; the body is what the ALTCHA widget's ``challengeurl`` expects.
+
+    ``GET`` (the widget's default) prices the work by the client's address alone; ``POST`` with
+    the ``phone`` the send will be for prices it by the number's signals too.
+    """
+    data: dict[str, Any] = {}
+    if request.method == "POST" and request.content_length:
+        data = json_body(required=(), optional=("phone", "region"))
+    challenge = get_service().create_pow(
+        client_ip=client_ip(), phone=data.get("phone"), region=data.get("region")
+    )
+    response = jsonify(challenge)
+    response.headers["Cache-Control"] = "no-store"
+    return response, 201 if request.method == "POST" else 200
+
+
 @bp.get("/captcha/<challenge_id>.png")
 def captcha_image(challenge_id: str) -> Response:
     response = Response(get_service().captcha_image(challenge_id), mimetype="image/png")
@@ -140,7 +162,8 @@ def captcha_audio(challenge_id: str) -> Response:
 @bp.post("/send-code")
 def send_code() -> tuple[Response, int]:
     data = json_body(
-        required=("phone",), optional=("region", "purpose", "captcha_id", "captcha_answer")
+        required=("phone",),
+        optional=("region", "purpose", "captcha_id", "captcha_answer", "altcha"),
     )
     receipt = get_service().send_code(
         data["phone"],
@@ -149,6 +172,7 @@ def send_code() -> tuple[Response, int]:
         client_ip=client_ip(),
         captcha_id=data.get("captcha_id"),
         captcha_answer=data.get("captcha_answer"),
+        altcha=data.get("altcha"),
         idempotency_key=request.headers.get("Idempotency-Key"),
     )
     body = {

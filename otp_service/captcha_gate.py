@@ -72,15 +72,19 @@ class CaptchaGate:
     # -- deciding ------------------------------------------------------------------------------
 
     def signals(
-        self, *, now: float, client_ip: str | None, phone_tag: str, prefix: str
+        self, *, now: float, client_ip: str | None, phone_tag: str | None, prefix: str | None
     ) -> tuple[str, ...]:
-        """The signals that trip for this request (empty: no captcha needed). One store read."""
+        """The signals that trip for this request (empty: no captcha needed). One store read.
+
+        Without a number (``phone_tag`` and ``prefix`` None: a proof-of-work challenge asked for
+        before the number is known) only the address's and the global signals are read.
+        """
         rules = [
             *self.send_rules(client_ip),
             *self._failure_rules(client_ip, phone_tag),
             *self._global_near,
         ]
-        known_range = self._known_range_rule(prefix)
+        known_range = None if prefix is None else self._known_range_rule(prefix)
         if known_range is not None:
             rules.append(known_range)
         tripped: list[str] = []

@@ -198,7 +198,8 @@ class OtpGuard:
         answer_field: str = "captcha_answer",
     ) -> Blueprint | Callable[P, R | Response] | Protection:
         """Require a fresh, correct captcha answer (``captcha_id`` + ``captcha_answer`` in the JSON
-        body or the form). The challenge is consumed either way: one answer per challenge.
+        body or the form), a proof of work (``altcha``), or both, as ``OTP_CAPTCHA_KIND`` says.
+        The challenge is consumed either way: one answer per challenge.
 
         Usable bare (``@guard.captcha_required``) or called (``@guard.captcha_required()``).
         Refuses with ``captcha_required`` or ``captcha_invalid``.
@@ -207,7 +208,10 @@ class OtpGuard:
         def check(scope: str) -> None:
             fields = _request_fields()
             get_service().check_captcha(
-                fields.get(id_field), fields.get(answer_field), client_ip=client_ip()
+                fields.get(id_field),
+                fields.get(answer_field),
+                altcha=fields.get("altcha"),
+                client_ip=client_ip(),
             )
 
         protection = Protection(self, check)

@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Flask
 
+from otp_service.core.pow import MAX_PAYLOAD_CHARS
 from otp_service.errors import all_error_classes
 from otp_service.service import PURPOSE_PATTERN
 
@@ -77,6 +78,20 @@ def _problem_schema() -> JSONSchema:
             "rule": {"type": "string", "description": "Content rule id (never the text)."},
             "group": {"type": "string", "description": "Content rule group."},
             "provider_code": {"type": "string", "description": "The SMS provider's error code."},
+            "captcha_kinds": {
+                "type": "array",
+                "items": {"enum": ["image", "pow"]},
+                "description": "captcha_required: what to bring (OTP_CAPTCHA_KIND).",
+            },
+            "pow_level": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "captcha_required: the proof-of-work level this request needs.",
+            },
+            "captcha_kind": {
+                "enum": ["image", "pow"],
+                "description": "captcha_invalid: which proof was wrong, used or expired.",
+            },
         },
         # Errors may carry further public details; clients must ignore what they do not know.
         "additionalProperties": True,
@@ -122,8 +137,31 @@ def _schemas(code_length: int) -> dict[str, JSONSchema]:
                 "purpose": purpose,
                 "captcha_id": _optional_string("From POST /captcha."),
                 "captcha_answer": _optional_string("The characters in the captcha image."),
+                "altcha": {
+                    "type": ["string", "null"],
+                    "maxLength": MAX_PAYLOAD_CHARS,
+                    "description": "A solved proof of work (ALTCHA payload) for GET/POST /pow.",
+                },
             },
             ("phone",),
+        ),
+        "PowRequest": _object(
+            {
+                "phone": _optional_string("The number the send will be for (prices its signals)."),
+                "region": region,
+            },
+            (),
+        ),
+        "PowChallenge": _object(
+            {
+                "parameters": {
+                    "type": "object",
+                    "description": "ALTCHA v2 parameters (PBKDF2/SHA-256); data: level, expires.",
+                },
+                "signature": _string("HMAC of the parameters."),
+            },
+            ("parameters", "signature"),
+            closed=False,
         ),
         "SendCodeAccepted": _object(
             {
@@ -291,6 +329,31 @@ def _operations() -> list[_Operation]:
                 "responses": {
                     "201": _response("A new one-time challenge.", _json("Captcha")),
                     **_problems(*_JSON_ERRORS, 429),
+                },
+            },
+        ),
+        _Operation(
+            "/pow",
+            "get",
+            {
+                "summary": "A proof-of-work challenge priced by the client's address",
+                "operationId": "getPowChallenge",
+                "responses": {
+                    "200": _response("An ALTCHA v2 challenge.", _json("PowChallenge")),
+                    **_problems(429, 503),
+                },
+            },
+        ),
+        _Operation(
+            "/pow",
+            "post",
+            {
+                "summary": "A proof-of-work challenge priced by the address and the number",
+                "operationId": "createPowChallenge",
+                "requestBody": {"required": False, "content": _json("PowRequest")},
+                "responses": {
+                    "201": _response("An ALTCHA v2 challenge.", _json("PowChallenge")),
+                    **_problems(*_JSON_ERRORS, 403, 429),
                 },
             },
         ),

@@ -26,6 +26,7 @@ from otp_service.captcha_render import CaptchaRenderer, DefaultRenderer
 from otp_service.clock import Clock, RandomSource, SecretsRandom, SystemClock
 from otp_service.content_rules import content_policy_from_settings
 from otp_service.core import captcha as captcha_core
+from otp_service.core import pow as pow_core
 from otp_service.core.client_ip import IPNetwork, canonical_ip, parse_networks
 from otp_service.core.codes import code_digest, derive_key, generate_code
 from otp_service.core.content import ContentPolicy
@@ -52,6 +53,7 @@ from otp_service.errors import (
     all_error_classes,
 )
 from otp_service.metrics import Metrics
+from otp_service.pow_gate import ProofOfWork
 from otp_service.pumping import Decision, PumpingDefence, scopes_for
 from otp_service.settings import Settings
 from otp_service.sms import SmsGateway, SmsMessage, gateway_from_settings
@@ -89,6 +91,19 @@ class Approval:
     purpose: str
     token: str
     expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class BotProof:
+    """What a send brings to the bot gate: an image (or audio) answer, an ALTCHA payload, both."""
+
+    captcha_id: str | None = None
+    captcha_answer: str | None = None
+    altcha: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.captcha_id or self.captcha_answer or self.altcha)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +231,15 @@ class OtpService:
         self.captcha_gate = CaptchaGate(
             self.settings, self.store, self.keys, self._send_limits.global_rules(self.keys)
         )
+        self.pow = ProofOfWork(
+            store=self.store,
+            keys=self.keys,
+            rng=self.rng,
+            signing_keys=self.settings.signing_keys,
+            cost=self.settings.pow_cost,
+            levels=self.settings.pow_levels,
+            ttl=self.settings.captcha_ttl,
+        )
         #: ``OTP_TRUSTED_PROXIES`` parsed once; the HTTP layer resolves client addresses with it.
         self.trusted_proxies: tuple[IPNetwork, ...] = parse_networks(self.settings.trusted_proxies)
 
@@ -230,6 +254,7 @@ class OtpService:
         client_ip: str | None = None,
         captcha_id: str | None = None,
         captcha_answer: str | None = None,
+        altcha: str | None = None,
         idempotency_key: str | None = None,
     ) -> SendReceipt:
         """Run the send pipeline: cheapest and most decisive checks first, money last.
@@ -256,21 +281,13 @@ class OtpService:
                 field="Idempotency-Key",
             )
         event = Event("send", purpose=purpose, client_ip=client_ip)
+        proof = BotProof(captcha_id=captcha_id, captcha_answer=captcha_answer, altcha=altcha)
         try:
             if idempotency_key is None:
-                receipt = self._send(
-                    event, phone, purpose, region, client_ip, captcha_id, captcha_answer
-                )
+                receipt = self._send(event, phone, purpose, region, client_ip, proof)
             else:
                 receipt = self._send_once(
-                    event,
-                    idempotency_key,
-                    phone,
-                    purpose,
-                    region,
-                    client_ip,
-                    captcha_id,
-                    captcha_answer,
+                    event, idempotency_key, phone, purpose, region, client_ip, proof
                 )
         except OtpError as exc:
             self.audit.refused(event, exc)
@@ -286,8 +303,7 @@ class OtpService:
         purpose: str,
         region: str | None,
         client_ip: str | None,
-        captcha_id: str | None,
-        captcha_answer: str | None,
+        proof: BotProof,
     ) -> SendReceipt:
         """The send pipeline behind an atomic claim on the idempotency key.
 
@@ -316,9 +332,7 @@ class OtpService:
             event.details["idempotency"] = "replayed"
             return _replay(json.loads(existing))
         try:
-            receipt = self._send(
-                event, raw_phone, purpose, region, client_ip, captcha_id, captcha_answer
-            )
+            receipt = self._send(event, raw_phone, purpose, region, client_ip, proof)
         except ProviderError as exc:
             if exc.retryable:
                 self.store.delete(key)
@@ -353,14 +367,13 @@ class OtpService:
         purpose: str,
         region: str | None,
         client_ip: str | None,
-        captcha_id: str | None,
-        captcha_answer: str | None,
+        proof: BotProof,
     ) -> SendReceipt:
         phone = self._parse(raw_phone, region)
         event.phone = phone.e164
         now = self.clock.now()
         tag = phone_tag(self._tag_key, phone.e164)
-        self._pass_captcha(event, phone, tag, client_ip, captcha_id, captcha_answer, now)
+        self._pass_bot_gate(event, phone, tag, client_ip, proof, now)
         # The content check is pure and cheaper than a store round trip, so it runs before the
         # limits: a blocked template spends no one's quota. The admission stores the code.
         test_code = self._test_codes.get(phone.e164)
@@ -697,25 +710,7 @@ class OtpService:
     def _create_captcha(self, client_ip: str | None) -> Challenge:
         client_ip = canonical_ip(client_ip)
         now = self.clock.now()
-        if client_ip is not None:
-            # Drawing costs CPU: count the address before drawing anything.
-            rules = [
-                LimitRule(
-                    "captcha_ip",
-                    self.keys.limit("captcha_ip", client_ip, w.seconds, w.amount),
-                    w.amount,
-                    w.seconds,
-                    "captcha_ip" in self.settings.shadow_rules,
-                )
-                for w in parse_windows(self.settings.limits_captcha_ip)
-            ]
-            admission = self.store.admit(denials=(), limits=rules, now=now, token=uuid.uuid4().hex)
-            if not admission.allowed:
-                raise RateLimited(
-                    "Too many captchas from this client; retry later.",
-                    limit="captcha_ip",
-                    retry_after=retry_after_seconds(admission.retry_after),
-                )
+        self._count_challenge(client_ip, now)
         challenge_id = self.rng.token_bytes(18).hex()
         text = captcha_core.generate_challenge(self.rng, self.settings.captcha_length)
         record = captcha_core.ChallengeRecord(
@@ -728,6 +723,76 @@ class OtpService:
         ttl = self.settings.captcha_ttl
         self.store.put(self.keys.captcha(challenge_id), record.encode(), ttl=ttl, now=now)
         return Challenge(challenge_id=challenge_id, image_png=record.image_png, expires_in=ttl)
+
+    def _count_challenge(self, client_ip: str | None, now: float) -> None:
+        """Count a new challenge (image or proof of work) against the client's address.
+
+        Drawing an image, or deriving a challenge's key, costs CPU: the address is counted before
+        anything is made.
+        """
+        if client_ip is None:
+            return
+        rules = [
+            LimitRule(
+                "captcha_ip",
+                self.keys.limit("captcha_ip", client_ip, w.seconds, w.amount),
+                w.amount,
+                w.seconds,
+                "captcha_ip" in self.settings.shadow_rules,
+            )
+            for w in parse_windows(self.settings.limits_captcha_ip)
+        ]
+        admission = self.store.admit(denials=(), limits=rules, now=now, token=uuid.uuid4().hex)
+        if not admission.allowed:
+            raise RateLimited(
+                "Too many captchas from this client; retry later.",
+                limit="captcha_ip",
+                retry_after=retry_after_seconds(admission.retry_after),
+            )
+
+    def create_pow(
+        self,
+        *,
+        client_ip: str | None = None,
+        phone: str | None = None,
+        region: str | None = None,
+    ) -> dict[str, Any]:
+        """A proof-of-work challenge (ALTCHA v2) as hard as this client's risk signals say.
+
+        With ``phone``, the number's own signals (failures, a range nobody verifies in) count
+        too, so the challenge is as hard as the send it is for will ask; without, a send that
+        trips one of them answers ``captcha_required`` with the ``pow_level`` to ask for.
+
+        :raises RateLimited: ``limit="captcha_ip"``: this address asked for too many challenges.
+        :raises InvalidPhone, RegionNotAllowed: ``phone`` is given and refused.
+        """
+        event = Event("pow_create", client_ip=client_ip)
+        try:
+            client_ip = canonical_ip(client_ip)
+            now = self.clock.now()
+            parsed = None if phone is None else self._parse(phone, region)
+            self._count_challenge(client_ip, now)
+            level = self._pow_level(client_ip, parsed, now)
+            challenge = self.pow.challenge(level, now=now)
+        except OtpError as exc:
+            self.audit.refused(event, exc)
+            raise
+        event.details["pow_level"] = level
+        self.audit.accepted(event)
+        return challenge
+
+    def _pow_level(self, client_ip: str | None, phone: Phone | None, now: float) -> int:
+        """One level per adaptive signal that trips for this client (and number, if known)."""
+        if not self.captcha_gate.adaptive:
+            return 0
+        tag = None if phone is None else phone_tag(self._tag_key, phone.e164)
+        signals = self.captcha_gate.signals(
+            now=now,
+            client_ip=client_ip,
+            phone_tag=tag,
+            prefix=None if phone is None else phone.prefix,
+        )
+        return pow_core.level_for(len(signals), self.settings.pow_levels)
 
     def captcha_image(self, challenge_id: str) -> bytes:
         """The PNG of a live challenge.
@@ -778,59 +843,108 @@ class OtpService:
         return record
 
     def check_captcha(
-        self, challenge_id: str | None, answer: str | None, *, client_ip: str | None = None
+        self,
+        challenge_id: str | None,
+        answer: str | None,
+        *,
+        altcha: str | None = None,
+        client_ip: str | None = None,
     ) -> None:
-        """Consume a challenge and check its answer, whatever ``OTP_CAPTCHA_MODE`` says.
+        """Check (and spend) what ``OTP_CAPTCHA_KIND`` asks for, whatever ``OTP_CAPTCHA_MODE``
+        says: an image answer, a proof of work, or both.
 
         The send pipeline applies the mode; a caller asking directly (the guard's
-        ``captcha_required``, a host app) has decided a captcha is needed. One-time: a wrong
-        answer burns the challenge too, so answers cannot be guessed against one image.
+        ``captcha_required``, a host app) has decided a proof is needed. One-time: a wrong
+        answer burns the challenge too, so answers cannot be guessed against one image. A
+        proof of work here needs level 0 (the caller, not a risk signal, decided to ask).
 
-        :raises CaptchaRequired: no challenge id or no answer.
+        :raises CaptchaRequired: what the kind asks for is missing.
         :raises CaptchaInvalid: wrong, used, expired or unknown challenge.
         """
         event = Event("captcha", client_ip=client_ip)
+        proof = BotProof(captcha_id=challenge_id, captcha_answer=answer, altcha=altcha)
         try:
-            self._check_captcha(challenge_id, answer)
+            self._check_proof(event, proof, level=0, now=self.clock.now())
         except OtpError as exc:
             self.audit.refused(event, exc)
             raise
         self.audit.accepted(event)
 
-    def _pass_captcha(
+    def _pass_bot_gate(
         self,
         event: Event,
         phone: Phone,
         tag: str,
         client_ip: str | None,
-        challenge_id: str | None,
-        answer: str | None,
+        proof: BotProof,
         now: float,
     ) -> None:
-        """The send pipeline's gate, by ``OTP_CAPTCHA_MODE``; notes the outcome on ``event``.
+        """The send pipeline's gate, by ``OTP_CAPTCHA_MODE`` and ``OTP_CAPTCHA_KIND``.
 
-        ``adaptive``: a request without a captcha passes unless a risk signal trips; one that
-        brings a captcha has it checked like in ``always`` (its user answered one, so a wrong
-        answer is refused, and counted as a failure).
+        ``adaptive``: a request that brings nothing passes unless a risk signal trips; one that
+        brings a proof has it checked like in ``always`` (its user solved one, so a wrong one is
+        refused, and counted as a failure). A proof of work must be at least as hard as the
+        level the tripped signals ask for. With ``both``, the proof of work is checked before
+        the image answer is consumed and spent after it, so a wrong answer wastes no work.
         """
         mode = self.settings.captcha_mode
         if mode == "off":
             return
-        if mode == "adaptive" and not challenge_id and not answer:
+        kinds = self._gate_kinds
+        signals: tuple[str, ...] = ()
+        if mode == "adaptive" and (proof.empty or "pow" in kinds):
             signals = self.captcha_gate.signals(
                 now=now, client_ip=client_ip, phone_tag=tag, prefix=phone.prefix
             )
-            if not signals:
+            if signals:
+                event.details["captcha_signals"] = list(signals)
+            elif proof.empty:
                 event.details["captcha"] = "not_required"
                 return
-            event.details["captcha_signals"] = list(signals)
-            raise CaptchaRequired("Solve a captcha first (POST /captcha).")
+        level = pow_core.level_for(len(signals), self.settings.pow_levels)
         try:
-            self._check_captcha(challenge_id, answer)
+            self._check_proof(event, proof, level=level, now=now)
         except CaptchaInvalid:
             self.captcha_gate.record_failure(now=now, client_ip=client_ip, phone_tag=None)
             raise
+
+    def _check_proof(self, event: Event, proof: BotProof, *, level: int, now: float) -> None:
+        """Check every kind ``OTP_CAPTCHA_KIND`` asks for; notes the outcome on ``event``."""
+        kinds = self._gate_kinds
+        if ("image" in kinds and not (proof.captcha_id and proof.captcha_answer)) or (
+            "pow" in kinds and not proof.altcha
+        ):
+            raise self._gate_closed(level)
+        work = None
+        if "pow" in kinds:
+            work = self.pow.check(proof.altcha, required_level=level, now=now)
+        if "image" in kinds:
+            self._check_captcha(proof.captcha_id, proof.captcha_answer)
+        if work is not None:
+            self.pow.spend(work, now=now)
+            event.details["pow_level"] = work.level
         event.details["captcha"] = "passed"
+
+    @property
+    def _gate_kinds(self) -> tuple[str, ...]:
+        kind = self.settings.captcha_kind
+        return ("image", "pow") if kind == "both" else (kind,)
+
+    def _gate_closed(self, level: int) -> CaptchaRequired:
+        """``captcha_required`` naming what to bring: ``captcha_kinds``, and ``pow_level``."""
+        kinds = self._gate_kinds
+        details: dict[tuple[str, ...], str] = {
+            ("image",): "Solve a captcha first (POST /captcha).",
+            ("pow",): "Solve a proof of work first (POST /pow).",
+        }
+        detail = details.get(
+            kinds, "Solve a captcha (POST /captcha) and a proof of work (POST /pow) first."
+        )
+        return CaptchaRequired(
+            detail,
+            captcha_kinds=list(kinds),
+            pow_level=level if "pow" in kinds else None,
+        )
 
     def _check_captcha(self, challenge_id: str | None, answer: str | None) -> None:
         if not challenge_id or not answer:

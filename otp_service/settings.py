@@ -66,6 +66,7 @@ MIN_PRODUCTION_SECRET_BYTES = 32
 MAX_CODE_TTL = 600
 ENVIRONMENTS = ("development", "production", "testing")
 CAPTCHA_MODES = ("always", "adaptive", "off")
+CAPTCHA_KINDS = ("image", "pow", "both")
 GATEWAYS = ("console", "huawei")
 
 
@@ -106,6 +107,10 @@ def _csv(raw: str) -> tuple[str, ...]:
 
 def _upper_csv(raw: str) -> tuple[str, ...]:
     return tuple(part.upper() for part in _csv(raw))
+
+
+def _int_csv(raw: str) -> tuple[int, ...]:
+    return tuple(_int(part) for part in _csv(raw))
 
 
 def _name_set(raw: str) -> frozenset[str]:
@@ -199,6 +204,14 @@ def _check_names(known: frozenset[str]) -> Callable[[Any], str | None]:
         return None
 
     return check
+
+
+def _check_pow_levels(value: Any) -> str | None:
+    if not value or any(not 1 <= n <= 10_000_000 for n in value):
+        return f"expected whole numbers between 1 and 10000000, got {value!r}"
+    if list(value) != sorted(set(value)):
+        return f"each level must ask for more work than the one before, got {value!r}"
+    return None
 
 
 def _check_callback_token(value: Any) -> str | None:
@@ -479,6 +492,28 @@ class Settings:
             _check_range(0, 1),
         ),
     )
+    captcha_kind: str = field(
+        default="image",
+        metadata=_env(
+            _text,
+            "what the gate asks for: `image` (or its audio), `pow` (proof of work), `both`",
+            _check_choice(CAPTCHA_KINDS),
+        ),
+    )
+    pow_cost: int = field(
+        default=5000,
+        metadata=_env(
+            _int, "proof of work: PBKDF2 iterations per attempt", _check_range(1000, 1_000_000)
+        ),
+    )
+    pow_levels: tuple[int, ...] = field(
+        default=(20, 200, 2000),
+        metadata=_env(
+            _int_csv,
+            "proof of work: attempts range per level (no signal tripped, one, two or more)",
+            _check_pow_levels,
+        ),
+    )
     trusted_proxies: tuple[str, ...] = field(
         default=(),
         metadata=_env(_csv, "CIDRs whose `X-Forwarded-For` is believed", _check_cidrs),
@@ -730,7 +765,7 @@ def settings_table() -> list[tuple[str, str, str]]:
     for f in dataclasses.fields(Settings):
         default = f.default
         if isinstance(default, tuple | frozenset):
-            shown = ",".join(default) if default else "(empty)"
+            shown = ",".join(map(str, default)) if default else "(empty)"
         elif default is None:
             shown = "(unset)"
         else:

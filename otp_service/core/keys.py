@@ -78,6 +78,10 @@ class Keys:
         """The WAV of a challenge, rendered on first request (the PNG lives in its record)."""
         return f"{self.prefix}captcha:{challenge_id}:wav"
 
+    def pow_spent(self, challenge_signature: str) -> str:
+        """A spent proof-of-work challenge, kept until it would have expired (replay refusal)."""
+        return f"{self.prefix}pow:{challenge_signature}"
+
     def captcha_signal(self, signal: str, subject: str, window_seconds: int) -> str:
         """A counter of the adaptive captcha's risk signals (sends, failures, known ranges)."""
         return f"{self.prefix}captcha-signal:{signal}:{subject}:{window_seconds}s"
