@@ -399,7 +399,8 @@ class Settings:
         default="development",
         metadata=_env(
             _text,
-            "`production` refuses unsafe settings (default secret, test numbers, console gateway)",
+            "`production` refuses unsafe settings (weak or example secrets, test numbers, console "
+            "gateway, no Redis, plain http, proxy ranges trusting everyone)",
             _check_choice(ENVIRONMENTS),
         ),
     )
@@ -414,13 +415,19 @@ class Settings:
     )
     secret_key_fallbacks: tuple[str, ...] = field(
         default=(),
-        metadata=_env(_csv, "comma list of old keys still accepted (rotation)", secret=True),
+        metadata=_env(
+            _csv,
+            "comma list of old keys still accepted (rotation); "
+            "production holds each to the key's rules",
+            secret=True,
+        ),
     )
     redis_url: str | None = field(
         default=None,
         metadata=_env(
             _optional_text,
-            "`redis://`, `rediss://`, `unix://`, `redis+cluster://`; unset: in-memory store",
+            "`redis://`, `rediss://`, `unix://`, `redis+cluster://`; unset: in-memory store "
+            "(refused in production)",
             _check_url(("redis", "rediss", "unix", "redis+cluster", "memory")),
             secret=True,
         ),
@@ -434,7 +441,7 @@ class Settings:
         default=None,
         metadata=_env(
             _optional_text,
-            "base URL; the gateway posts to `{endpoint}/sms/batchSendSms/v1`",
+            "base URL (https in production); the gateway posts to `{endpoint}/sms/batchSendSms/v1`",
             _check_url(("https", "http")),
         ),
     )
@@ -461,7 +468,7 @@ class Settings:
         default=None,
         metadata=_env(
             _optional_text,
-            "where the provider reaches our callbacks",
+            "where the provider reaches our callbacks (https in production)",
             _check_url(("https", "http")),
         ),
     )
@@ -469,7 +476,8 @@ class Settings:
         default=None,
         metadata=_env(
             _optional_text,
-            "secret the provider's callbacks must carry; URL-safe characters only",
+            "secret the provider's callbacks must carry; URL-safe characters only; "
+            ">= 32 in production",
             _check_callback_token,
             secret=True,
         ),
@@ -599,7 +607,12 @@ class Settings:
     )
     trusted_proxies: tuple[str, ...] = field(
         default=(),
-        metadata=_env(_csv, "CIDRs whose `X-Forwarded-For` is believed", _check_cidrs),
+        metadata=_env(
+            _csv,
+            "CIDRs whose `X-Forwarded-For` is believed; "
+            "production refuses ranges covering every address",
+            _check_cidrs,
+        ),
     )
     bind: str = field(
         default="127.0.0.1:8000",
