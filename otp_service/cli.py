@@ -7,9 +7,9 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -22,12 +22,12 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 
-def _settings_or_exit() -> Settings:
+def _settings_or_exit(also: Sequence[str] = ()) -> Settings:
+    """The settings, or exit 2 listing every problem (``also``: the caller's own, found first)."""
     try:
         return Settings.from_env()
     except ConfigurationError as exc:
-        click.echo(f"configuration error: {exc.detail}", err=True)
-        sys.exit(2)
+        _refuse([*also, *exc.problems])
 
 
 @click.group()
@@ -51,7 +51,9 @@ def main(verbose: bool) -> None:
 )
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API, configured by OTP_* variables."""
-    settings = _settings_or_exit()
+    server_problems = _production_server_problems(os.environ.get("OTP_ENV", ""), workers)
+    settings = _settings_or_exit(also=server_problems)
+    _exit_on_problems(server_problems)
     if workers == 0:
         from otp_service.app import create_app
 
@@ -82,15 +84,40 @@ def _run_gunicorn(bind: str, workers: int) -> None:
 @main.command("check-config")
 def check_config() -> None:
     """Validate the OTP_* environment as the service's start would, and print every setting
-    (secrets hidden): the settings and the SMS gateway's own checks fail it; what the gunicorn
-    sidecar would refuse with OTP_WORKERS workers is printed as a warning."""
+    (secrets hidden).
+
+    Every problem is listed at once. The settings' own checks, the SMS gateway's and, in
+    production, what the gunicorn sidecar would refuse with OTP_WORKERS workers fail it; outside
+    production the sidecar's refusals and unsafe choices the environment accepts are warnings.
+    """
     settings = _settings_or_exit()
-    _exit_on_problems(_gateway_problems(settings))
-    for problem in _worker_problems(settings, settings.workers):
-        click.echo(f"warning: the sidecar (gunicorn) would refuse this: {problem}", err=True)
+    problems = _gateway_problems(settings)
+    sidecar = _worker_problems(settings, settings.workers)
+    warnings = settings.warnings()
+    if settings.env == "production":
+        problems += sidecar  # production runs the sidecar: what it would refuse is an error now
+    else:
+        warnings += [f"the sidecar (gunicorn) would refuse this: {p}" for p in sidecar]
+    _exit_on_problems(problems)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     for name, value in settings.describe().items():
         click.echo(f"{name}={value}")
-    click.echo("configuration ok", err=True)
+    noun = "warning" if len(warnings) == 1 else "warnings"
+    click.echo(f"configuration ok{f' ({len(warnings)} {noun})' if warnings else ''}", err=True)
+
+
+def _production_server_problems(env: str, workers: int) -> list[str]:
+    """Why ``serve`` must not run with ``workers`` (0: Flask's server) in OTP_ENV ``env``.
+
+    Judged on the raw variable, so it is reported together with any problem of the settings.
+    """
+    if env.strip() == "production" and workers == 0:
+        return [
+            "OTP_ENV: production refuses Flask's development server (single-threaded, no "
+            "graceful shutdown); run `otp-service serve --workers N` or the image's gunicorn"
+        ]
+    return []
 
 
 def _gateway_problems(settings: Settings) -> list[str]:
@@ -114,10 +141,16 @@ def _worker_problems(settings: Settings, workers: int) -> list[str]:
     return startup_problems(dataclasses.replace(settings, workers=workers), os.environ)
 
 
-def _exit_on_problems(problems: list[str]) -> None:
+def _exit_on_problems(problems: Sequence[str]) -> None:
     if problems:
-        click.echo(f"configuration error: {'; '.join(problems)}", err=True)
-        sys.exit(2)
+        _refuse(problems)
+
+
+def _refuse(problems: Sequence[str]) -> NoReturn:
+    """Print every problem, one a line, and exit 2."""
+    for problem in problems:
+        click.echo(f"configuration error: {problem}", err=True)
+    sys.exit(2)
 
 
 @main.group()

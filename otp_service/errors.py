@@ -11,6 +11,7 @@ Messages (``detail``) never contain a code, a secret or a full phone number.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 
@@ -36,11 +37,20 @@ class OtpError(Exception):
 
 
 class ConfigurationError(OtpError):
-    """Invalid or unsafe settings; raised at start-up and names the variable."""
+    """Invalid or unsafe settings; raised at start-up and names the variable.
+
+    ``problems`` holds every problem found, so an operator fixes them all in one pass instead of
+    one per start; ``detail`` joins them.
+    """
 
     code = "configuration_error"
     status = 500
     title = "Service misconfigured"
+
+    def __init__(self, detail: str | None = None, *, problems: Sequence[str] = ()) -> None:
+        super().__init__(detail or "; ".join(problems) or None)
+        #: Each problem, starting with the variable it is about.
+        self.problems: tuple[str, ...] = tuple(problems) or (self.detail,)
 
 
 class InvalidRequest(OtpError):

@@ -62,7 +62,11 @@ def startup_problems(settings: Settings, environ: Mapping[str, str]) -> list[str
     if settings.redis_url is None or settings.redis_url.startswith("memory:"):
         problems.append("OTP_REDIS_URL: several workers need a shared store (Redis)")
     if not environ.get(MULTIPROC_ENV):
-        problems.append(f"{MULTIPROC_ENV}: several workers need a metrics directory")
+        problems.append(
+            f"{MULTIPROC_ENV}: several workers need a metrics directory; set it to a path every "
+            "worker can write, ideally on a tmpfs (the image uses /tmp/otp-metrics); it is "
+            "created if missing and emptied at each start, so give it to nothing else"
+        )
     return problems
 
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import math
 import os
 import re
 import secrets
 import string
+import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import phonenumbers
 
@@ -26,6 +29,7 @@ from otp_service.core.policy import parse_windows
 from otp_service.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
+_Network = TypeVar("_Network", ipaddress.IPv4Network, ipaddress.IPv6Network)
 #: Characters that stand in a URL's query unencoded (RFC 3986 "unreserved").
 CALLBACK_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]+")
 #: Rules OTP_SHADOW_RULES may name: the limit axes and the pumping detector's rules.
@@ -62,7 +66,12 @@ EXAMPLE_SECRETS = frozenset(
         "test-secret-key-that-is-long-enough-0123456789",
     }
 )
-MIN_PRODUCTION_SECRET_BYTES = 32
+#: Fragments that say a secret was copied from an example and never replaced.
+EXAMPLE_MARKERS = ("changeme", "change-me", "change_me", "replaceme", "replace-me")
+#: Length every signing key and the callback token need in production (bytes).
+MIN_SECRET_BYTES = 32
+#: Character-frequency entropy below which a long string is still guessable (``aaaa…ab``).
+MIN_SECRET_BITS = 64
 MAX_CODE_TTL = 600
 ENVIRONMENTS = ("development", "production", "testing")
 CAPTCHA_MODES = ("always", "adaptive", "off")
@@ -277,6 +286,115 @@ def _check_url(schemes: tuple[str, ...]) -> Callable[[Any], str | None]:
     return check
 
 
+@dataclass(frozen=True, slots=True)
+class _Secret:
+    """One configured secret, with how to name it in a message (never its value)."""
+
+    variable: str
+    subject: str
+    value: str = field(repr=False)
+    #: Bytes it needs; None for credentials the provider issues (only their reuse is checked).
+    min_bytes: int | None = None
+
+    @property
+    def where(self) -> str:
+        return (
+            self.variable if self.subject.startswith("the ") else f"{self.variable} {self.subject}"
+        )
+
+    def weakness(self) -> str | None:
+        return None if self.min_bytes is None else _secret_weakness(self.value, self.min_bytes)
+
+
+def _secret_weakness(value: str, min_bytes: int) -> str | None:
+    """Why ``value`` is too weak to sign or authenticate anything, or None."""
+    advice = "generate one with `openssl rand -hex 32`"
+    folded = value.lower()
+    if folded in EXAMPLE_SECRETS or any(marker in folded for marker in EXAMPLE_MARKERS):
+        return f"is an example value; {advice}"
+    size = len(value.encode())
+    if size < min_bytes:
+        return f"needs at least {min_bytes} bytes, has {size}; {advice}"
+    if _repeats(value):
+        return f"repeats one character or word; {advice}"
+    if _entropy_bits(value) < MIN_SECRET_BITS:
+        return f"has too little variety to be guessed only by brute force; {advice}"
+    return None
+
+
+def _repeats(value: str) -> bool:
+    """``xxxx…``, ``wordwordword…``, or mostly a few trigrams over and over."""
+    size = len(value)
+    for period in range(1, size // 2 + 1):
+        if (value[:period] * (size // period + 1))[:size] == value:
+            return True
+    trigrams = [value[i : i + 3] for i in range(size - 2)]
+    return len(set(trigrams)) * 2 < len(trigrams)
+
+
+def _entropy_bits(value: str) -> float:
+    """Shannon estimate from character frequencies: an upper bound, enough to catch the weak."""
+    size = len(value)
+    counts = Counter(value)
+    return -sum(n * math.log2(n / size) for n in counts.values())
+
+
+def _trust_everything_problems(cidrs: tuple[str, ...]) -> list[str]:
+    """OTP_TRUSTED_PROXIES ranges that together cover a whole address family.
+
+    Then every client is a "proxy" whose ``X-Forwarded-For`` is believed: anyone can claim any
+    address and step around every per-IP and per-subnet limit.
+    """
+    v4: list[ipaddress.IPv4Network] = []
+    v6: list[ipaddress.IPv6Network] = []
+    for cidr in cidrs:
+        try:
+            network = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            continue  # reported by the field's own check
+        if isinstance(network, ipaddress.IPv4Network):
+            v4.append(network)
+        else:
+            v6.append(network)
+    return [
+        f"OTP_TRUSTED_PROXIES: {ranges} covers every {family} address, so any client can forge "
+        "X-Forwarded-For and take any address's limits; list only your proxies' ranges"
+        for family, ranges, covered in (
+            ("IPv4", ",".join(map(str, v4)), _covers_all(v4)),
+            ("IPv6", ",".join(map(str, v6)), _covers_all(v6)),
+        )
+        if covered
+    ]
+
+
+def _covers_all(ranges: list[_Network]) -> bool:
+    return any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(ranges))
+
+
+_process_key: list[str] = []
+_process_key_lock = threading.Lock()
+
+
+def _random_process_key() -> str:
+    """The key of settings without OTP_SECRET_KEY: one per process, made and announced once.
+
+    One per process (not per Settings) so every part of a process agrees on it, and the warning
+    is said once however many times the settings are built.
+    """
+    with _process_key_lock:
+        if not _process_key:
+            log.warning(
+                "OTP_SECRET_KEY is not set: using a random key for this process only; codes and "
+                "tokens will not survive a restart or be shared between workers"
+            )
+            _process_key.append(secrets.token_urlsafe(48))
+        return _process_key[0]
+
+
+def _is_random_process_key(key: str) -> bool:
+    return bool(_process_key) and secrets.compare_digest(key.encode(), _process_key[0].encode())
+
+
 def _env(
     parse: Callable[[str], Any],
     doc: str,
@@ -294,7 +412,8 @@ class Settings:
         default="development",
         metadata=_env(
             _text,
-            "`production` refuses unsafe settings (default secret, test numbers, console gateway)",
+            "`production` refuses unsafe settings (weak or example secrets, test numbers, console "
+            "gateway, no Redis, plain http, proxy ranges trusting everyone)",
             _check_choice(ENVIRONMENTS),
         ),
     )
@@ -309,13 +428,19 @@ class Settings:
     )
     secret_key_fallbacks: tuple[str, ...] = field(
         default=(),
-        metadata=_env(_csv, "comma list of old keys still accepted (rotation)", secret=True),
+        metadata=_env(
+            _csv,
+            "comma list of old keys still accepted (rotation); "
+            "production holds each to the key's rules",
+            secret=True,
+        ),
     )
     redis_url: str | None = field(
         default=None,
         metadata=_env(
             _optional_text,
-            "`redis://`, `rediss://`, `unix://`, `redis+cluster://`; unset: in-memory store",
+            "`redis://`, `rediss://`, `unix://`, `redis+cluster://`; unset: in-memory store "
+            "(refused in production)",
             _check_url(("redis", "rediss", "unix", "redis+cluster", "memory")),
             secret=True,
         ),
@@ -329,7 +454,7 @@ class Settings:
         default=None,
         metadata=_env(
             _optional_text,
-            "base URL; the gateway posts to `{endpoint}/sms/batchSendSms/v1`",
+            "base URL (https in production); the gateway posts to `{endpoint}/sms/batchSendSms/v1`",
             _check_url(("https", "http")),
         ),
     )
@@ -356,7 +481,7 @@ class Settings:
         default=None,
         metadata=_env(
             _optional_text,
-            "where the provider reaches our callbacks",
+            "where the provider reaches our callbacks (https in production)",
             _check_url(("https", "http")),
         ),
     )
@@ -364,7 +489,8 @@ class Settings:
         default=None,
         metadata=_env(
             _optional_text,
-            "secret the provider's callbacks must carry; URL-safe characters only",
+            "secret the provider's callbacks must carry; URL-safe characters only; "
+            ">= 32 in production",
             _check_callback_token,
             secret=True,
         ),
@@ -516,7 +642,12 @@ class Settings:
     )
     trusted_proxies: tuple[str, ...] = field(
         default=(),
-        metadata=_env(_csv, "CIDRs whose `X-Forwarded-For` is believed", _check_cidrs),
+        metadata=_env(
+            _csv,
+            "CIDRs whose `X-Forwarded-For` is believed; "
+            "production refuses ranges covering every address",
+            _check_cidrs,
+        ),
     )
     bind: str = field(
         default="127.0.0.1:8000",
@@ -639,53 +770,129 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        problems = self._value_problems()
+        if self.env == "production":
+            problems += self._production_problems()
+        if self.sms_gateway == "huawei":
+            problems += self._huawei_problems()
+        if problems:
+            raise ConfigurationError(problems=problems)
+        if self.secret_key is None:
+            object.__setattr__(self, "secret_key", _random_process_key())
+
+    def _value_problems(self) -> list[str]:
+        """Each field's own check, then the checks that join fields (template, test codes)."""
+        problems = []
         for f in dataclasses.fields(self):
             check = f.metadata.get("check")
-            value = getattr(self, f.name)
-            problem = check(value) if check is not None else None
+            problem = check(getattr(self, f.name)) if check is not None else None
             if problem:
-                raise ConfigurationError(f"{env_name(f.name)}: {problem}")
+                problems.append(f"{env_name(f.name)}: {problem}")
+        if any(p.startswith("OTP_CODE_LENGTH:") for p in problems):
+            return problems  # the checks below would only repeat that the length is wrong
         problem = _template_problem(self.message_template, self.code_length)
         if problem:
-            raise ConfigurationError(f"OTP_MESSAGE_TEMPLATE: {problem}")
-        bad_codes = [c for c in self.test_codes.values() if not _is_code(c, self.code_length)]
-        if bad_codes:
-            raise ConfigurationError(
+            problems.append(f"OTP_MESSAGE_TEMPLATE: {problem}")
+        if any(not _is_code(c, self.code_length) for c in self.test_codes.values()):
+            problems.append(
                 f"OTP_TEST_NUMBERS: codes must be {self.code_length} digits (OTP_CODE_LENGTH)"
             )
-        if self.env == "production":
-            self._refuse_unsafe_production()
-        if self.sms_gateway == "huawei":
-            self._require_huawei()
-        if self.secret_key is None:
-            log.warning(
-                "OTP_SECRET_KEY is not set: using a random key for this process only; codes and "
-                "tokens will not survive a restart or be shared between workers"
-            )
-            object.__setattr__(self, "secret_key", secrets.token_urlsafe(48))
+        return problems
 
-    def _refuse_unsafe_production(self) -> None:
-        key = self.secret_key
-        if key is None or key.lower() in EXAMPLE_SECRETS:
-            raise ConfigurationError("OTP_SECRET_KEY: production needs a secret key of your own")
-        if len(key.encode()) < MIN_PRODUCTION_SECRET_BYTES:
-            raise ConfigurationError(
-                f"OTP_SECRET_KEY: production needs at least {MIN_PRODUCTION_SECRET_BYTES} bytes"
-            )
+    def _production_problems(self) -> list[str]:
+        problems = [] if self.secret_key else ["OTP_SECRET_KEY: production needs a secret key"]
+        problems += self._hazards()
         if self.test_numbers:
-            raise ConfigurationError("OTP_TEST_NUMBERS: test numbers are refused in production")
+            problems.append("OTP_TEST_NUMBERS: test numbers are refused in production")
         if self.sms_gateway == "console":
-            raise ConfigurationError(
-                "OTP_SMS_GATEWAY: the console gateway is refused in production"
+            problems.append("OTP_SMS_GATEWAY: the console gateway is refused in production")
+        if self.redis_url is None or self.redis_url.startswith("memory:"):
+            problems.append(
+                "OTP_REDIS_URL: production needs Redis; the in-memory store forgets codes, "
+                "limits and opt-outs on restart and is not shared between workers"
             )
+        for name in ("huawei_endpoint", "public_url"):
+            url = getattr(self, name)
+            if url is not None and url.lower().startswith("http://"):
+                problems.append(
+                    f"{env_name(name)}: production needs https://; plain http exposes "
+                    "credentials, codes and callback tokens on the wire"
+                )
+        return problems
 
-    def _require_huawei(self) -> None:
+    def _hazards(self) -> list[str]:
+        """Choices that let someone forge tokens or client addresses, in any environment.
+
+        Production refuses them; elsewhere :meth:`warnings` reports them (``check-config``).
+        """
+        return [*self._secret_problems(), *_trust_everything_problems(self.trusted_proxies)]
+
+    def _secret_problems(self) -> list[str]:
+        """Weak or shared secrets: each one alone would let an attacker sign what we accept.
+
+        Every key in ``signing_keys`` verifies tokens, so a weak fallback is as bad as a weak
+        current key; the callback token is all that authenticates the provider's callbacks.
+        """
+        secrets_set = self._configured_secrets()
+        problems = []
+        for secret in secrets_set:
+            weakness = secret.weakness()
+            if weakness:
+                problems.append(f"{secret.variable}: {secret.subject} {weakness}")
+        first_with: dict[str, _Secret] = {}
+        for secret in secrets_set:
+            other = first_with.setdefault(secret.value, secret)
+            if other is not secret:
+                problems.append(
+                    f"{secret.variable}: {secret.subject} is the same as {other.where}; "
+                    "every secret must be its own"
+                )
+        return problems
+
+    def _configured_secrets(self) -> list[_Secret]:
+        """Every secret set (not the random development key).
+
+        The provider's credentials come first: they cannot be chosen, so a reuse is reported on
+        the secret of ours that must change.
+        """
+        found = []
+        if self.huawei_app_key:
+            found.append(_Secret("OTP_HUAWEI_APP_KEY", "the app key", self.huawei_app_key))
+        if self.huawei_app_secret:
+            found.append(_Secret("OTP_HUAWEI_APP_SECRET", "the app secret", self.huawei_app_secret))
+        if self.secret_key is not None and not _is_random_process_key(self.secret_key):
+            found.append(_Secret("OTP_SECRET_KEY", "the key", self.secret_key, MIN_SECRET_BYTES))
+        for index, fallback in enumerate(self.secret_key_fallbacks, start=1):
+            variable = "OTP_SECRET_KEY_FALLBACKS"
+            found.append(_Secret(variable, f"entry {index}", fallback, MIN_SECRET_BYTES))
+        if self.callback_token:
+            token = self.callback_token
+            found.append(_Secret("OTP_CALLBACK_TOKEN", "the token", token, MIN_SECRET_BYTES))
+        return found
+
+    def warnings(self) -> list[str]:
+        """Unsafe choices this environment accepts, each naming its variable (``check-config``).
+
+        Outside production these are the hazards production refuses; in every environment,
+        rules in ``OTP_SHADOW_RULES`` that enforce nothing.
+        """
+        found = [] if self.env == "production" else self._hazards()
+        if self.shadow_rules:
+            every = " (every rule it can name: nothing is throttled)"
+            found.append(
+                f"OTP_SHADOW_RULES: {', '.join(sorted(self.shadow_rules))} only record what they "
+                f"would block{every if self.shadow_rules >= SHADOWABLE_RULES else ''}"
+            )
+        return found
+
+    def _huawei_problems(self) -> list[str]:
         required = ("huawei_endpoint", "huawei_app_key", "huawei_app_secret", "huawei_sender")
         missing = [env_name(name) for name in required if not getattr(self, name)]
         if not self.huawei_template_id:
             missing.append(env_name("huawei_template_id"))
         if missing:
-            raise ConfigurationError(f"{', '.join(missing)}: required when OTP_SMS_GATEWAY=huawei")
+            return [f"{', '.join(missing)}: required when OTP_SMS_GATEWAY=huawei"]
+        return []
 
     @property
     def signing_keys(self) -> list[str]:
@@ -705,6 +912,7 @@ class Settings:
         Strings are parsed; other values (ints, lists from a Flask config) are taken as typed.
         """
         values: dict[str, Any] = {}
+        problems = []
         for f in dataclasses.fields(cls):
             key = env_name(f.name)
             if key not in mapping:
@@ -714,7 +922,7 @@ class Settings:
                 try:
                     values[f.name] = f.metadata["parse"](raw)
                 except ValueError as exc:
-                    raise ConfigurationError(f"{key}: {exc}") from None
+                    problems.append(f"{key}: {exc}")
             elif isinstance(raw, list):
                 values[f.name] = tuple(raw)
             else:
@@ -723,7 +931,15 @@ class Settings:
         unknown = sorted(k for k in mapping if k.startswith("OTP_") and k not in _ENV_NAMES)
         if unknown:
             log.warning("ignoring unknown settings: %s", ", ".join(unknown))
-        return cls(**values)
+        try:
+            settings = cls(**values)
+        except ConfigurationError as exc:
+            # Values that parsed are checked too (unparsed ones kept their defaults), so one
+            # run reports every problem.
+            raise ConfigurationError(problems=[*problems, *exc.problems]) from None
+        if problems:
+            raise ConfigurationError(problems=problems)
+        return settings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -735,7 +951,9 @@ class Settings:
         shown: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.metadata.get("secret") and value:
+            if f.name == "secret_key" and _is_random_process_key(value):
+                shown[env_name(f.name)] = "<unset: random for this process>"
+            elif f.metadata.get("secret") and value:
                 shown[env_name(f.name)] = "<set>"
             elif f.name == "test_numbers":
                 shown[env_name(f.name)] = f"<{len(value)} numbers>" if value else ""

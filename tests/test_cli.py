@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -11,6 +16,8 @@ from otp_service.cli import main
 from otp_service.core.keys import phone_tag
 from otp_service.settings import Settings
 from tests.conftest import TEST_SECRET
+from tests.redis_server import free_port
+from tests.test_settings import PRODUCTION
 
 PHONE = "+8613812345678"
 
@@ -98,3 +105,147 @@ def test_optout_show_and_clear_lift_the_suppression(env: dict[str, str]) -> None
     service.send_code(PHONE)
     assert len(gateway.sent) == 1
     assert CliRunner().invoke(main, ["optout", "show", PHONE]).output.strip() == "not opted out"
+
+
+@pytest.fixture
+def production_env(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """A production environment every check accepts, on the private Redis."""
+    values = {**PRODUCTION, "OTP_REDIS_URL": env["OTP_REDIS_URL"]}
+    values["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def test_check_config_accepts_the_production_baseline(production_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["check-config"])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    assert result.output.rstrip().endswith("configuration ok")
+
+
+def test_check_config_refuses_a_weak_fallback_key_in_production(
+    production_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTP_SECRET_KEY_FALLBACKS", "changeme")
+    result = CliRunner().invoke(main, ["check-config"])
+    assert result.exit_code == 2
+    assert "configuration error: OTP_SECRET_KEY_FALLBACKS: entry 1 is an example value" in (
+        result.output
+    )
+    assert "configuration ok" not in result.output and "changeme" not in result.output
+
+
+def test_check_config_lists_every_production_problem_in_one_run(
+    production_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTP_REDIS_URL")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    for name, value in {
+        "OTP_TRUSTED_PROXIES": "0.0.0.0/0,::/0",
+        "OTP_CALLBACK_TOKEN": "a",
+        "OTP_CODE_TTL": "9999",
+    }.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["check-config"])
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("configuration e")]
+    assert [line.split(":")[1].strip() for line in errors] == [
+        "OTP_CODE_TTL",
+        "OTP_CALLBACK_TOKEN",
+        "OTP_TRUSTED_PROXIES",
+        "OTP_TRUSTED_PROXIES",
+        "OTP_REDIS_URL",
+    ]
+    assert "configuration ok" not in result.output
+
+
+def test_check_config_in_production_fails_what_the_sidecar_would_refuse(
+    production_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    result = CliRunner().invoke(main, ["check-config"])
+    assert result.exit_code == 2
+    assert (
+        "configuration error: PROMETHEUS_MULTIPROC_DIR: several workers need a metrics "
+        "directory; set it to a path every worker can write"
+    ) in result.output
+
+
+def test_check_config_warns_about_unsafe_choices_in_every_environment(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTP_WORKERS", "1")
+    for name, value in {
+        "OTP_TRUSTED_PROXIES": "0.0.0.0/0,::/0",
+        "OTP_CALLBACK_TOKEN": "a",
+        "OTP_SHADOW_RULES": "number,ip,subnet,prefix,global,verify_ip,captcha_ip,"
+        "pumping_prefix,pumping_country,pumping_subnet",
+    }.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["check-config"])
+    assert result.exit_code == 0
+    warned = [
+        line.split(":")[1].strip()
+        for line in result.output.splitlines()
+        if line.startswith("warning:")
+    ]
+    assert warned == [
+        "OTP_SECRET_KEY",  # TEST_SECRET is one the docs show
+        "OTP_CALLBACK_TOKEN",
+        "OTP_TRUSTED_PROXIES",
+        "OTP_TRUSTED_PROXIES",
+        "OTP_SHADOW_RULES",
+    ]
+    assert "configuration ok (5 warnings)" in result.output
+
+
+def _fresh_process(
+    *args: str, environ: dict[str, str], timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """``python -m otp_service ARGS`` in a process of its own, with only ``environ`` set."""
+    base = {name: os.environ[name] for name in ("PATH", "HOME", "PYTHONPATH") if name in os.environ}
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "otp_service", *args],
+        env={**base, **environ},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_check_config_without_a_secret_key_says_so_once() -> None:
+    result = _fresh_process("check-config", environ={"OTP_WORKERS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "OTP_SECRET_KEY=<unset: random for this process>" in result.stdout
+    assert "OTP_SECRET_KEY=<set>" not in result.stdout
+    assert result.stderr.count("OTP_SECRET_KEY is not set") == 1
+
+
+def test_serve_in_production_refuses_the_development_server(
+    production_env: dict[str, str],
+) -> None:
+    # A process of its own with a deadline: without the check it would start serving.
+    result = _fresh_process("serve", "--port", str(free_port()), environ=production_env)
+    assert result.returncode == 2
+    assert "configuration error: OTP_ENV: production refuses Flask's development server" in (
+        result.stderr
+    )
+
+
+def test_serve_lists_the_development_server_with_the_settings_problems(
+    production_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTP_REDIS_URL")
+    monkeypatch.setenv("OTP_SECRET_KEY_FALLBACKS", "x")
+    result = CliRunner().invoke(main, ["serve"])
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("configuration e")]
+    assert [line.split(":")[1].strip() for line in errors] == [
+        "OTP_ENV",
+        "OTP_SECRET_KEY_FALLBACKS",
+        "OTP_REDIS_URL",
+    ]

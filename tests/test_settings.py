@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from otp_service.errors import ConfigurationError
-from otp_service.settings import Settings, settings_table
+from otp_service.settings import SHADOWABLE_RULES, Settings, settings_table
 
 GOOD_SECRET = "a-production-secret-that-is-long-enough-1234"
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,3 +188,193 @@ def test_production_refuses_every_secret_the_docs_show() -> None:
     for secret in secrets_shown:
         with pytest.raises(ConfigurationError, match="^OTP_SECRET_KEY:"):
             Settings.from_env({"OTP_ENV": "production", "OTP_SECRET_KEY": secret})
+
+
+#: A production environment every rule accepts; tests change one thing at a time.
+PRODUCTION = {
+    "OTP_ENV": "production",
+    "OTP_SECRET_KEY": GOOD_SECRET,
+    "OTP_REDIS_URL": "redis://redis.internal:6379/0",
+    "OTP_SMS_GATEWAY": "huawei",
+    "OTP_HUAWEI_ENDPOINT": "https://smsapi.cn-north-4.myhuaweicloud.com:443",
+    "OTP_HUAWEI_APP_KEY": "huawei-app-key",
+    "OTP_HUAWEI_APP_SECRET": "huawei-app-secret-issued-by-the-console",
+    "OTP_HUAWEI_SENDER": "csms100000001",
+    "OTP_HUAWEI_TEMPLATE_ID": "8ff55eac1d0b478ab3c06c3c6a492300",
+    "OTP_PUBLIC_URL": "https://otp.example.com",
+    "OTP_CALLBACK_TOKEN": "4f1c9a0e7b2d48e3a6c5f0b19d8e7a62",
+}
+OLD_KEY = "8b1e6f0c2a9d47e5b3f8c1a60d2e9b74"
+
+
+def production(**changes: str) -> dict[str, str]:
+    return {**PRODUCTION, **changes}
+
+
+def test_the_production_baseline_is_accepted() -> None:
+    settings = Settings.from_env(production(OTP_SECRET_KEY_FALLBACKS=OLD_KEY))
+    assert settings.signing_keys == [OLD_KEY, GOOD_SECRET]
+    assert settings.warnings() == []
+
+
+@pytest.mark.parametrize(
+    "fallbacks",
+    [
+        pytest.param("changeme", id="example"),
+        pytest.param("x", id="one-byte"),
+        pytest.param(f"{OLD_KEY},Change-Me-Before-Going-Live-0123456789", id="second-entry"),
+        pytest.param("x" * 32, id="one-character-repeated"),
+        pytest.param("password" * 4, id="word-repeated"),
+        pytest.param(GOOD_SECRET, id="same-as-the-key"),
+        pytest.param(PRODUCTION["OTP_HUAWEI_APP_SECRET"], id="same-as-the-app-secret"),
+    ],
+)
+def test_production_refuses_weak_or_reused_fallback_keys(fallbacks: str) -> None:
+    with pytest.raises(ConfigurationError, match="^OTP_SECRET_KEY_FALLBACKS: entry"):
+        Settings.from_env(production(OTP_SECRET_KEY_FALLBACKS=fallbacks))
+
+
+def test_a_token_signed_under_a_weak_fallback_finds_no_production_service() -> None:
+    """The attack: sign a token with itsdangerous under `changeme` and the token salt."""
+    from itsdangerous import URLSafeSerializer
+
+    from otp_service.app import create_app
+    from otp_service.core.tokens import SALT
+
+    now = int(time.time())
+    payload = {"p": "+8613812345678", "u": "signup", "j": "forged", "t": now, "e": now + 600}
+    forged = URLSafeSerializer("changeme", salt=SALT).dumps(payload)
+    weak = {"OTP_SECRET_KEY_FALLBACKS": "changeme", "OTP_CAPTCHA_MODE": "off"}
+
+    # The forgery is real: where such settings are allowed (development), it is accepted.
+    lab = create_app(Settings.from_env({"OTP_SECRET_KEY": GOOD_SECRET, **weak}))
+    checked = lab.test_client().post("/tokens/check", json={"token": forged, "consume": True})
+    assert checked.status_code == 200 and checked.get_json()["phone"] == "+8613812345678"
+
+    # Production cannot be built with them, so no production service can accept it.
+    with pytest.raises(ConfigurationError, match="^OTP_SECRET_KEY_FALLBACKS: entry 1"):
+        create_app(Settings.from_env(production(**weak)))
+
+
+@pytest.mark.parametrize(
+    ("changes", "variable"),
+    [
+        pytest.param({"OTP_SECRET_KEY": "x" * 32}, "OTP_SECRET_KEY", id="key-one-character"),
+        pytest.param({"OTP_SECRET_KEY": "abcd" * 8}, "OTP_SECRET_KEY", id="key-repeated-word"),
+        pytest.param(
+            {"OTP_SECRET_KEY": "0101100101011010011010100101101001011010"},
+            "OTP_SECRET_KEY",
+            id="key-two-characters",
+        ),
+        pytest.param(
+            {"OTP_SECRET_KEY": "our-production-key-changeme-2024-xyz"},
+            "OTP_SECRET_KEY",
+            id="key-with-changeme",
+        ),
+        pytest.param({"OTP_CALLBACK_TOKEN": "a"}, "OTP_CALLBACK_TOKEN", id="token-1-char"),
+        pytest.param(
+            {"OTP_CALLBACK_TOKEN": "4f1c9a0e7b2d48e3a6c5f0b19d8e7a6"},
+            "OTP_CALLBACK_TOKEN",
+            id="token-31-chars",
+        ),
+        pytest.param({"OTP_CALLBACK_TOKEN": "changeme"}, "OTP_CALLBACK_TOKEN", id="token-example"),
+        pytest.param(
+            {"OTP_CALLBACK_TOKEN": GOOD_SECRET}, "OTP_CALLBACK_TOKEN", id="token-is-the-key"
+        ),
+        pytest.param(
+            {"OTP_HUAWEI_APP_SECRET": GOOD_SECRET}, "OTP_SECRET_KEY", id="key-is-the-app-secret"
+        ),
+        pytest.param(
+            {"OTP_HUAWEI_ENDPOINT": "http://smsapi.cn-north-4.myhuaweicloud.com"},
+            "OTP_HUAWEI_ENDPOINT",
+            id="plain-http-endpoint",
+        ),
+        pytest.param(
+            {"OTP_PUBLIC_URL": "http://otp.example.com"}, "OTP_PUBLIC_URL", id="plain-http-public"
+        ),
+        pytest.param({"OTP_TRUSTED_PROXIES": "0.0.0.0/0"}, "OTP_TRUSTED_PROXIES", id="v4-all"),
+        pytest.param({"OTP_TRUSTED_PROXIES": "::/0"}, "OTP_TRUSTED_PROXIES", id="v6-all"),
+        pytest.param(
+            {"OTP_TRUSTED_PROXIES": "10.0.0.0/8,0.0.0.0/1,128.0.0.0/1"},
+            "OTP_TRUSTED_PROXIES",
+            id="v4-all-in-halves",
+        ),
+        pytest.param({"OTP_REDIS_URL": ""}, "OTP_REDIS_URL", id="no-redis"),
+        pytest.param({"OTP_REDIS_URL": "memory://"}, "OTP_REDIS_URL", id="memory-store"),
+    ],
+)
+def test_production_refuses_what_lets_anyone_forge_or_forget(
+    changes: dict[str, str], variable: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=f"^{variable}:") as raised:
+        Settings.from_env(production(**changes))
+    secret = {"OTP_SECRET_KEY", "OTP_CALLBACK_TOKEN", "OTP_HUAWEI_APP_SECRET"}
+    shown = [value for name, value in changes.items() if name in secret and len(value) > 8]
+    assert not any(value in raised.value.detail for value in shown)
+
+
+def test_production_accepts_random_secrets_and_proxy_ranges() -> None:
+    import secrets
+
+    for _ in range(200):
+        Settings.from_env(
+            production(
+                OTP_SECRET_KEY=secrets.token_hex(16),
+                OTP_SECRET_KEY_FALLBACKS=secrets.token_urlsafe(24),
+                OTP_CALLBACK_TOKEN="".join(secrets.choice("0123456789") for _ in range(32)),
+                OTP_TRUSTED_PROXIES="10.0.0.0/8,172.16.0.0/12,fd00::/8",
+            )
+        )
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env(
+            production(
+                OTP_CODE_TTL="soon",
+                OTP_MAX_ATTEMPTS="0",
+                OTP_SECRET_KEY_FALLBACKS="changeme",
+                OTP_CALLBACK_TOKEN="a",
+                OTP_TRUSTED_PROXIES="0.0.0.0/0,::/0",
+                OTP_REDIS_URL="",
+            )
+        )
+    named = [problem.partition(":")[0] for problem in raised.value.problems]
+    assert named == [
+        "OTP_CODE_TTL",
+        "OTP_MAX_ATTEMPTS",
+        "OTP_SECRET_KEY_FALLBACKS",
+        "OTP_CALLBACK_TOKEN",
+        "OTP_TRUSTED_PROXIES",
+        "OTP_TRUSTED_PROXIES",
+        "OTP_REDIS_URL",
+    ]
+    assert raised.value.detail == "; ".join(raised.value.problems)
+
+
+def test_unsafe_choices_outside_production_are_warnings_naming_the_variable() -> None:
+    settings = Settings.from_env(
+        {
+            "OTP_TRUSTED_PROXIES": "0.0.0.0/0,::/0",
+            "OTP_CALLBACK_TOKEN": "a",
+            "OTP_SECRET_KEY_FALLBACKS": "changeme",
+            "OTP_SHADOW_RULES": ",".join(sorted(SHADOWABLE_RULES)),
+        }
+    )
+    warnings = settings.warnings()
+    assert [w.partition(":")[0] for w in warnings] == [
+        "OTP_SECRET_KEY_FALLBACKS",
+        "OTP_CALLBACK_TOKEN",
+        "OTP_TRUSTED_PROXIES",
+        "OTP_TRUSTED_PROXIES",
+        "OTP_SHADOW_RULES",
+    ]
+    assert "nothing is throttled" in warnings[-1]
+    assert Settings.from_env({}).warnings() == []
+
+
+def test_describe_says_when_the_secret_key_is_not_set() -> None:
+    assert Settings.from_env({}).describe()["OTP_SECRET_KEY"] == "<unset: random for this process>"
+    assert Settings.from_env({}).secret_key == Settings.from_env({}).secret_key
+    shown = Settings.from_env({"OTP_SECRET_KEY": GOOD_SECRET}).describe()
+    assert shown["OTP_SECRET_KEY"] == "<set>"
