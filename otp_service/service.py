@@ -55,6 +55,7 @@ from otp_service.errors import (
 from otp_service.metrics import Metrics
 from otp_service.pow_gate import ProofOfWork
 from otp_service.pumping import Decision, PumpingDefence, scopes_for
+from otp_service.render_budget import RenderBudget
 from otp_service.settings import Settings
 from otp_service.sms import SmsGateway, SmsMessage, gateway_from_settings
 from otp_service.store import CodeStatus, Denial, LimitRule, Store, WindowUsage, store_from_url
@@ -230,6 +231,9 @@ class OtpService:
         self.budget = Budget(self.store, self.keys, self.settings)
         self.captcha_gate = CaptchaGate(
             self.settings, self.store, self.keys, self._send_limits.global_rules(self.keys)
+        )
+        self.render_budget = RenderBudget(
+            images=self.settings.captcha_render_images, audio=self.settings.captcha_render_audio
         )
         self.pow = ProofOfWork(
             store=self.store,
@@ -711,6 +715,7 @@ class OtpService:
         client_ip = canonical_ip(client_ip)
         now = self.clock.now()
         self._count_challenge(client_ip, now)
+        self.render_budget.take("image")
         challenge_id = self.rng.token_bytes(18).hex()
         text = captcha_core.generate_challenge(self.rng, self.settings.captcha_length)
         record = captcha_core.ChallengeRecord(
@@ -829,6 +834,7 @@ class OtpService:
             if text is None:
                 # Sealed under a key no longer configured: as good as expired.
                 raise NotFound("No such captcha.")
+            self.render_budget.take("audio")
             audio = self.captcha_renderer.render_audio(text)
             self.store.put(key, audio, ttl=self.settings.captcha_ttl, now=now)
             return audio

@@ -618,6 +618,18 @@ class Settings:
             _check_range(0, 1),
         ),
     )
+    captcha_render_images: str = field(
+        default="40/second",
+        metadata=_env(
+            _text, "captcha images each worker process may draw (empty: no cap)", _check_limits
+        ),
+    )
+    captcha_render_audio: str = field(
+        default="4 per 10 seconds",
+        metadata=_env(
+            _text, "captcha audio each worker process may speak (empty: no cap)", _check_limits
+        ),
+    )
     captcha_kind: str = field(
         default="image",
         metadata=_env(

@@ -547,3 +547,38 @@ def test_captcha_settings_parse_from_the_environment() -> None:
     assert settings.captcha_adaptive_ip == ""
     assert settings.captcha_adaptive_global == 0.8
     assert settings.captcha_adaptive_new_range is False
+
+
+# -- render budget -----------------------------------------------------------------------------
+
+
+def test_a_flood_from_many_addresses_meets_the_per_process_image_budget(
+    make_harness: MakeHarness,
+) -> None:
+    h = make_harness(captcha_render_images="3/minute")
+    statuses = [
+        h.client.post("/captcha", environ_base={"REMOTE_ADDR": f"198.51.{i}.1"}).status_code
+        for i in range(5)
+    ]
+    assert statuses == [201, 201, 201, 429, 429]
+    refused = h.client.post("/captcha", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert refused.json is not None
+    assert refused.json["limit"] == "captcha_render"
+    assert 1 <= refused.json["retry_after"] <= 60
+    assert int(refused.headers["Retry-After"]) == refused.json["retry_after"]
+    assert len(h.renderer.texts) == 3
+
+
+def test_audio_past_its_budget_is_refused_but_a_spoken_challenge_stays_served(
+    make_harness: MakeHarness,
+) -> None:
+    h = make_harness(AudibleRecorder(), captcha_render_audio="1/minute")
+    first, _ = h.new_captcha("198.51.100.1")
+    second, _ = h.new_captcha("198.51.100.2")
+    assert h.client.get(f"/captcha/{first}.wav").status_code == 200
+    refused = h.client.get(f"/captcha/{second}.wav")
+    assert refused.status_code == 429
+    assert refused.json is not None and refused.json["limit"] == "captcha_render"
+    assert h.client.get(f"/captcha/{first}.wav").status_code == 200  # cached: no new render
+    renderer = h.renderer
+    assert isinstance(renderer, AudibleRecorder) and renderer.audio_renders == 1
