@@ -53,6 +53,11 @@ function request()
     return wrk.format("POST", "/tokens/check", headers, '{"token": "' .. token .. '"}')
   elseif target == "captcha" then
     return wrk.format("POST", "/captcha", headers, "{}")
+  elseif target == "healthz" then
+    return wrk.format("GET", "/healthz", headers)
+  elseif target == "verify_random" then
+    return wrk.format("POST", "/verify", headers,
+      '{"phone": "' .. random_mobile() .. '", "code": "000000"}')
   end
   error("unknown BENCH_TARGET " .. target)
 end
