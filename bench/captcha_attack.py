@@ -12,10 +12,11 @@ within a wall-clock budget, on the CPU:
    equals the answer after :func:`otp_service.core.captcha.normalize_answer`, the comparison
    ``/send-code`` makes (a wrong answer burns a challenge, so one guess is all an attacker gets).
 
-Scenario (a) of issue 15 — the attacker knows everything in the repository, default settings —
-is what this measures. Scenario (b) (the deployment's images drawn in a style derived from its
-secret, the attacker training on styles it can generate itself) needs per-deployment styles,
-which the renderer does not have yet: until it does, (b) equals (a), and the table says so.
+``--scenario a``: the attacker knows everything, the deployment's style included (as when a
+deployment's secret leaked, or a library user draws in the public style): training and test
+images share one style. ``--scenario b``: the attacker has the code but not the secret, so it
+draws every training image in a style derived from a fresh random secret (covering every style
+the code can produce) and is tested on one deployment's style it never saw.
 
 Needs the ``attack`` extra: ``pip install -e '.[attack]'`` (``torch==2.13.0``, a CPU build).
 Results are printed as a table and appended to ``bench/results/captcha_attack.md`` with
@@ -38,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from otp_service.captcha_render import ImageRenderer
+from otp_service.captcha_style import CaptchaStyle
 from otp_service.core.captcha import ALPHABET, normalize_answer
 
 try:
@@ -49,16 +51,31 @@ except ImportError:  # pragma: no cover - the extra is optional
 HEIGHT, WIDTH = 64, 192
 LENGTH = 5
 RESULTS = Path(__file__).parent / "results" / "captcha_attack.md"
+SCENARIOS = {
+    "a": "(a) knows the repository and the deployment's style",
+    "b": "(b) knows the code, not the deployment's secret",
+}
 
 
-def _draw(seed: int, count: int) -> tuple[np.ndarray, list[str]]:
-    """``count`` labelled challenges as the service draws them (one worker's share)."""
+#: The deployment under attack: its secret is never used to draw training images in (b).
+DEPLOYMENT_SECRET = b"the deployment's own secret, unknown to the attacker"
+
+
+def _draw(seed: int, count: int, secret: bytes | None) -> tuple[np.ndarray, list[str]]:
+    """``count`` labelled challenges (one worker's share), in ``secret``'s style, or each in the
+    style of a fresh random secret when ``secret`` is None."""
     rng = random.Random(seed)
-    renderer = ImageRenderer(rng=random.Random(seed ^ 0x5EED))
+    fixed = ImageRenderer(
+        rng=random.Random(seed ^ 0x5EED), style=CaptchaStyle.derive(secret or b"")
+    )
     images = np.empty((count, HEIGHT, WIDTH), dtype=np.uint8)
     labels = []
     for i in range(count):
         text = "".join(rng.choice(ALPHABET) for _ in range(LENGTH))
+        renderer = fixed
+        if secret is None:
+            style = CaptchaStyle.derive(rng.randbytes(32))
+            renderer = ImageRenderer(rng=random.Random(rng.random()), style=style)
         png = renderer.render_image(text)
         image = Image.open(BytesIO(png)).convert("L").resize((WIDTH, HEIGHT))
         images[i] = np.asarray(image)
@@ -66,10 +83,10 @@ def _draw(seed: int, count: int) -> tuple[np.ndarray, list[str]]:
     return images, labels
 
 
-def draw(count: int, workers: int, seed: int) -> tuple[np.ndarray, list[str]]:
+def draw(count: int, workers: int, seed: int, secret: bytes | None) -> tuple[np.ndarray, list[str]]:
     shares = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
     with multiprocessing.Pool(workers) as pool:
-        parts = pool.starmap(_draw, [(seed * 1000 + i, n) for i, n in enumerate(shares)])
+        parts = pool.starmap(_draw, [(seed * 1000 + i, n, secret) for i, n in enumerate(shares)])
     return np.concatenate([p[0] for p in parts]), [t for p in parts for t in p[1]]
 
 
@@ -190,13 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-images", type=int, default=1_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (cores used)")
+    parser.add_argument("--scenario", choices=("a", "b"), default="a")
     parser.add_argument("--save", action="store_true", help=f"append the table to {RESULTS}")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     drawing = time.monotonic()
-    images, labels = draw(args.train_images, args.workers, seed=1)
-    test = draw(args.test_images, args.workers, seed=2)
+    training_secret = DEPLOYMENT_SECRET if args.scenario == "a" else None
+    images, labels = draw(args.train_images, args.workers, seed=1, secret=training_secret)
+    test = draw(args.test_images, args.workers, seed=2, secret=DEPLOYMENT_SECRET)
     print(
         f"drew {len(labels)} training and {len(test[1])} fresh test challenges "
         f"in {time.monotonic() - drawing:.0f} s",
@@ -212,15 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         "| scenario | training | solved (one guess each) | images seen |",
         "|---|---|---|---|",
     ]
+    scenario = SCENARIOS[args.scenario]
     for point in results:
         lines.append(
-            f"| (a) knows the repository, default settings | {point.minutes:g} min "
-            f"| {point.solved:.1%} | {point.images_seen:,} |"
+            f"| {scenario} | {point.minutes:g} min | {point.solved:.1%} | {point.images_seen:,} |"
         )
-    lines.append(
-        "| (b) knows the code, not the deployment's secret | — | same as (a): the renderer "
-        "has no per-deployment style yet | |"
-    )
     table = "\n".join(lines)
     print(table)
     if args.save:

@@ -3,8 +3,11 @@
 The package draws rotated, warped, overlapping glyphs with some dots and one arc; that alone is
 read by off-the-shelf OCR about one time in ten (``bench/captcha_ocr.py``). :class:`ImageRenderer`
 adds what breaks Tesseract's segmentation while a person still reads the text at a glance: dark
-text only (contrast stays high for people), two wavy strokes in the text colour that join the
-glyphs, more and finer dots, and a gentle sine warp of the whole image. The audio variant is the
+text only (contrast stays high for people), wavy strokes in the text colour that join the
+glyphs, more and finer dots, and a gentle sine warp of the whole image. Fonts, sizes, rotation,
+spacing, stroke count and noise come from a :class:`~otp_service.captcha_style.CaptchaStyle`,
+which the service derives from its secret so that each deployment looks different from the
+public style an attacker can train on. The audio variant is the
 package's own: each character spoken with random speed and volume over babble made from reversed
 voices.
 
@@ -23,6 +26,8 @@ from captcha.audio import AudioCaptcha
 from captcha.image import ColorTuple, ImageCaptcha
 from PIL import Image, ImageDraw, ImageFilter
 
+from otp_service.captcha_style import PUBLIC_STYLE, CaptchaStyle
+
 #: Luminance band of the text colour (0-255): dark on a light background, never black.
 TEXT_LUMA = (40, 90)
 
@@ -38,17 +43,23 @@ class CaptchaRenderer(Protocol):
 class _HardenedCaptcha(ImageCaptcha):
     """The package's glyph drawing, with noise that joins glyphs and a whole-image warp."""
 
-    # Less overlap between neighbours than the package's 0.25: overlapping glyphs cost people
-    # more than they cost OCR, which the strokes below defeat instead.
-    word_offset_dx = 0.1
     # The package pastes each glyph with its *luminance* as the mask, so dark text comes out
     # faint. Scaling the mask to our darkest text colour (see ``_text_color``) makes every glyph
     # opaque while keeping its anti-aliased edges.
     lookup_table = [min(255, i * 255 // TEXT_LUMA[0]) for i in range(256)]
 
-    def __init__(self, width: int, height: int, rng: random.Random) -> None:
-        super().__init__(width=width, height=height, font_sizes=(44, 50, 54))
+    def __init__(self, width: int, height: int, rng: random.Random, style: CaptchaStyle) -> None:
+        super().__init__(
+            width=width, height=height, fonts=list(style.fonts), font_sizes=style.font_sizes
+        )
         self._rng = rng
+        self._style = style
+        # The package reads these as class attributes; an instance's own values win. Less
+        # overlap between neighbours than the package's 0.25: overlapping glyphs cost people
+        # more than they cost OCR, which the strokes below defeat instead.
+        self.word_offset_dx = style.word_offset_dx
+        self.word_space_probability = style.word_space_probability
+        self.character_rotate = (-style.rotate, style.rotate)
 
     def generate_image(
         self,
@@ -65,8 +76,8 @@ class _HardenedCaptcha(ImageCaptcha):
         color = fg_color or self._text_color()
         image = self.create_captcha_image(chars, color, background)
         self._speckle(image, color)
-        self._stroke(image, color, width=3)
-        self._stroke(image, color, width=3)
+        for _ in range(self._style.strokes):
+            self._stroke(image, color, width=self._style.stroke_width)
         # A cut in the background colour: people close the gap without noticing, while an
         # attacker's opening filter (which erases the dark strokes) widens it and splits glyphs.
         self._stroke(image, background, width=1)
@@ -84,7 +95,7 @@ class _HardenedCaptcha(ImageCaptcha):
     def _speckle(self, image: Image.Image, color: tuple[int, ...]) -> None:
         draw = ImageDraw.Draw(image)
         width, height = image.size
-        for _ in range(60):
+        for _ in range(self._style.speckles):
             x, y = self._rng.randrange(width), self._rng.randrange(height)
             draw.line(((x, y), (x - 1, y - 1)), fill=color, width=2)
 
@@ -110,7 +121,7 @@ class _HardenedCaptcha(ImageCaptcha):
         """Shift columns up and down along a sine: bends the baseline OCR relies on."""
         width, height = image.size
         rng = self._rng
-        amplitude = rng.uniform(3.5, 6.0)
+        amplitude = rng.uniform(*self._style.wave_amplitude)
         period = rng.uniform(width * 0.4, width * 0.8)
         phase = rng.uniform(0, 2 * math.pi)
         step = 10
@@ -137,12 +148,19 @@ class ImageRenderer:
     :param width: pixels; 200 x 70 fits five characters at a size phones show well.
     :param height: pixels.
     :param rng: source of the distortions (the system's CSPRNG unless a test seeds one).
+    :param style: the deployment's look (:meth:`CaptchaStyle.derive`); the public style if
+        omitted, which anyone can train a reader on.
     """
 
     def __init__(
-        self, width: int = 200, height: int = 70, rng: random.Random | None = None
+        self,
+        width: int = 200,
+        height: int = 70,
+        rng: random.Random | None = None,
+        style: CaptchaStyle = PUBLIC_STYLE,
     ) -> None:
-        self._images = _HardenedCaptcha(width, height, rng or random.SystemRandom())
+        self.style = style
+        self._images = _HardenedCaptcha(width, height, rng or random.SystemRandom(), style)
 
     def render_image(self, text: str) -> bytes:
         out = BytesIO()

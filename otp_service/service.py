@@ -22,7 +22,8 @@ from otp_service.audit import AuditLog, Event
 from otp_service.budget import Budget
 from otp_service.callbacks import record_sent
 from otp_service.captcha_gate import CaptchaGate
-from otp_service.captcha_render import CaptchaRenderer, DefaultRenderer
+from otp_service.captcha_render import CaptchaRenderer, DefaultRenderer, ImageRenderer
+from otp_service.captcha_style import CaptchaStyle
 from otp_service.clock import Clock, RandomSource, SecretsRandom, SystemClock
 from otp_service.content_rules import content_policy_from_settings
 from otp_service.core import captcha as captcha_core
@@ -159,7 +160,8 @@ class OtpService:
     :param settings: the configuration; ``Settings()`` (embedded defaults) if omitted.
     :param store: shared state; from ``OTP_REDIS_URL`` (memory when unset) if omitted.
     :param gateway: SMS sender; from ``OTP_SMS_GATEWAY`` if omitted.
-    :param captcha_renderer: draws challenges (PNG and WAV); the ``captcha`` package if omitted.
+    :param captcha_renderer: draws challenges (PNG and WAV); the ``captcha`` package in the
+        style the secret derives if omitted.
     :param clock: time source; the system clock if omitted.
     :param rng: randomness; :mod:`secrets` if omitted.
     :param audit: where decisions are recorded; a JSON log if omitted.
@@ -184,13 +186,21 @@ class OtpService:
         self.settings = settings or Settings()
         self.store = store if store is not None else store_from_url(self.settings.redis_url)
         self.gateway = gateway if gateway is not None else gateway_from_settings(self.settings)
-        self.captcha_renderer = captcha_renderer or DefaultRenderer()
         self.clock = clock or SystemClock()
         self.rng = rng or SecretsRandom()
         self.content_policy = content_policy or content_policy_from_settings(self.settings)
         self.keys = Keys(self.settings.key_prefix)
         secret = self.settings.secret_key
         assert secret is not None  # noqa: S101 - Settings always fills it
+        # The images' look follows the secret, so a reader trained on the public style does not
+        # fit this deployment (docs/captcha.md, "Per-deployment style").
+        self.captcha_renderer = captcha_renderer or DefaultRenderer(
+            ImageRenderer(
+                style=CaptchaStyle.derive(
+                    derive_key(secret, "captcha-style"), self.settings.captcha_fonts
+                )
+            )
+        )
         self.audit = audit or AuditLog(derive_key(secret, "audit"))
         self.metrics = metrics or Metrics()
         self.audit.subscribe(self.metrics)

@@ -223,6 +223,24 @@ def _check_pow_levels(value: Any) -> str | None:
     return None
 
 
+def _check_fonts(value: Any) -> str | None:
+    """Each file loads as a TrueType/OpenType font that has a glyph for every challenge letter."""
+    from PIL import ImageFont
+
+    from otp_service.core.captcha import ALPHABET
+
+    for path in value:
+        try:
+            font = ImageFont.truetype(path, 40)
+        except OSError:
+            return f"{path!r} is not a font file this machine can read"
+        # A missing glyph renders as the font's ".notdef" box: every such letter looks the same.
+        missing = font.getmask("\uffff").getbbox()
+        if any(font.getmask(letter).getbbox() in (None, missing) for letter in ALPHABET):
+            return f"{path!r} lacks glyphs for some of {ALPHABET}"
+    return None
+
+
 def _check_callback_token(value: Any) -> str | None:
     # The token is typed raw into Huawei's console as part of the uplink URL: a "+" there would
     # arrive as a space and every opt-out reply would be refused.
@@ -628,6 +646,14 @@ class Settings:
         default="4 per 10 seconds",
         metadata=_env(
             _text, "captcha audio each worker process may speak (empty: no cap)", _check_limits
+        ),
+    )
+    captcha_fonts: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(
+            _csv,
+            "font files added to the pool the deployment's image style draws from",
+            _check_fonts,
         ),
     )
     captcha_kind: str = field(
