@@ -17,7 +17,7 @@ Accepted messages are recorded (tests read the code from what was "sent"); a mes
 channel cannot carry it is accepted but never reaches the phone, as on the real platform, so
 :meth:`HuaweiSimulator.last_code` ignores it. :meth:`HuaweiSimulator.inject` queues faults:
 any code, HTTP 5xx, latency, a timeout (latency past the client's timeout), a connection reset,
-an unreadable body.
+an unreadable body (raw bytes, or JSON nested past any parser's recursion limit).
 
 Use it through the ``huawei_sim`` / ``huawei_sim_factory`` fixtures, or by hand:
 ``python -m tests.huawei_sim --port 8765``.
@@ -112,6 +112,8 @@ class Fault:
         after which the message is still recorded (it may have been delivered).
     :param body: a raw body for the answer (e.g. unreadable JSON).
     :param reset: read the request, then reset the connection without answering.
+    :param nesting: answer 200 with a JSON array nested this deep (``[[[…]]]``), past Python's
+        recursion limit when large: valid-looking JSON that no ordinary parser can read.
     """
 
     code: str | None = None
@@ -120,6 +122,7 @@ class Fault:
     delay: float = 0.0
     body: bytes | None = None
     reset: bool = False
+    nesting: int = 0
 
 
 @dataclass(slots=True)
@@ -409,6 +412,8 @@ class HuaweiSimulator:
             return fault.http_status, body or b""
         if fault.body is not None:
             return 200, fault.body
+        if fault.nesting:
+            return 200, b"[" * fault.nesting + b"]" * fault.nesting
         try:
             self._authenticate(headers)
             if fault.code is not None and fault.code != "E000510":

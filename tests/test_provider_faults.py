@@ -65,6 +65,19 @@ TRANSPORT = {
     },
     "http-404": Case(Fault(http_status=404), "provider_rejected", {"http_status": 404}, "404", 0),
 }
+#: Answers 200 the gateway cannot read: the platform may have accepted the message, so each is
+#: an unknown outcome (502 provider_unavailable, never a retry) — never a 500.
+UNREADABLE = {
+    "deep-json": Fault(nesting=100_000),
+    "not-utf8": Fault(body=b'{"code":"000000","description":"\xff\xfe"}'),
+    "json-array": Fault(body=b'[{"code":"000000"}]'),
+    "json-string": Fault(body=b'"000000"'),
+    "not-json": Fault(body=b"<html>ok</html>"),
+}
+UNREADABLE_CASES = {
+    f"unreadable-{name}": Case(fault, "provider_unavailable", {"http_status": 200}, "200", 0)
+    for name, fault in UNREADABLE.items()
+}
 CODES = {
     code: Case(Fault(code=code), f"provider_{kind}", {"provider_code": code}, code, 0)
     for code, kind in DOCUMENTED.items()
@@ -99,7 +112,11 @@ def audit() -> Iterator[Capture]:
         yield handler
 
 
-@pytest.mark.parametrize("case", [*TRANSPORT.values(), *CODES.values()], ids=[*TRANSPORT, *CODES])
+@pytest.mark.parametrize(
+    "case",
+    [*TRANSPORT.values(), *UNREADABLE_CASES.values(), *CODES.values()],
+    ids=[*TRANSPORT, *UNREADABLE_CASES, *CODES],
+)
 def test_each_fault_is_one_problem_at_most_one_message_and_recorded(
     case: Case,
     huawei_sim: HuaweiSimulator,
@@ -178,3 +195,23 @@ def test_a_slow_answer_within_the_timeout_sends_exactly_one_message(
     assert not [name for name, _ in scrape(client) if name == "otp_provider_errors_total"]
     [line] = [json.loads(text) for text in audit.lines]
     assert (line["event"], line["outcome"]) == ("send", "accepted")
+
+
+@pytest.mark.parametrize("fault", UNREADABLE.values(), ids=UNREADABLE)
+def test_an_unreadable_answer_is_an_unknown_outcome_not_an_internal_error(
+    fault: Fault, huawei_sim: HuaweiSimulator, run: Callable[..., tuple[FlaskClient, Any]]
+) -> None:
+    huawei_sim.inject(fault)
+    client, response = run()
+
+    assert (response.status_code, response.mimetype) == (502, "application/problem+json")
+    body = response.get_json()
+    assert (body["code"], body["http_status"]) == ("provider_unavailable", 200)
+    text = response.get_data(as_text=True)
+    assert "Traceback" not in text and "Recursion" not in text and "[[" not in text
+    # Unknown outcome, as after a timeout: a repeat of the key replays the failure, never resends.
+    huawei_sim.inject(fault)
+    keyed = {"json": {"phone": "+8613812345679"}, "headers": {"Idempotency-Key": "k1"}}
+    first, repeat = client.post("/send-code", **keyed), client.post("/send-code", **keyed)
+    assert [r.get_json()["code"] for r in (first, repeat)] == ["provider_unavailable"] * 2
+    assert huawei_sim.received == 2

@@ -488,9 +488,15 @@ def _pooled_session() -> requests.Session:
 
 
 def _json_object(response: requests.Response) -> dict[str, object] | None:
+    """The answer as a JSON object, or None for anything unreadable.
+
+    Unreadable includes nesting past the recursion limit (``RecursionError``, not a
+    ``ValueError``): left uncaught it became a 500 although the platform may have accepted the
+    message, so it must reach the caller as an unknown outcome like any other unreadable answer.
+    """
     try:
         payload = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return None
     return payload if isinstance(payload, dict) else None
 
