@@ -10,24 +10,34 @@ import base64
 import math
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, request, url_for
 
 from otp_service.core.client_ip import resolve_client_ip
 from otp_service.core.pow import MAX_PAYLOAD_CHARS
 from otp_service.errors import InvalidRequest, StoreUnavailable, UnsupportedMediaType
 from otp_service.openapi import openapi_document
 from otp_service.problems import register_on_blueprint
+from otp_service.responses import json_response
 from otp_service.service import OtpService
 from otp_service.store import WindowUsage
 
 bp = Blueprint("otp", __name__)
 register_on_blueprint(bp)
 
+#: Bodies are a few short strings; anything bigger is a mistake or an attack.
+MAX_BODY_BYTES = 16 * 1024
+
 MAX_FIELD_LENGTH = 256
 #: Fields allowed to be longer than MAX_FIELD_LENGTH: an ALTCHA payload is ~700 characters.
 LONG_FIELDS = {"altcha": MAX_PAYLOAD_CHARS}
 #: Fields that are JSON booleans; every other field is a bounded string.
 BOOLEAN_FIELDS = frozenset({"consume"})
+
+
+@bp.before_request
+def _bound_body() -> None:
+    # Per request, so the API mounted in a host app is bounded too, whatever its config says.
+    request.max_content_length = MAX_BODY_BYTES
 
 
 def get_service() -> OtpService:
@@ -110,7 +120,7 @@ def json_body(*, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> d
 
 
 @bp.post("/captcha")
-def create_captcha() -> tuple[Response, int]:
+def create_captcha() -> Response:
     if request.content_length:
         json_body(required=(), optional=("purpose",))
     challenge = get_service().create_captcha(client_ip=client_ip())
@@ -123,11 +133,11 @@ def create_captcha() -> tuple[Response, int]:
         "audio_url": url_for(".captcha_audio", challenge_id=challenge.challenge_id),
         "expires_in": challenge.expires_in,
     }
-    return jsonify(body), 201
+    return json_response(body, 201)
 
 
 @bp.route("/pow", methods=["GET", "POST"])
-def create_pow() -> tuple[Response, int]:
+def create_pow() -> Response:
     """An ALTCHA v2 challenge; the body is what the ALTCHA widget's ``challengeurl`` expects.
 
     ``GET`` (the widget's default) prices the work by the client's address alone; ``POST`` with
@@ -139,9 +149,9 @@ def create_pow() -> tuple[Response, int]:
     challenge = get_service().create_pow(
         client_ip=client_ip(), phone=data.get("phone"), region=data.get("region")
     )
-    response = jsonify(challenge)
+    response = json_response(challenge, 201 if request.method == "POST" else 200)
     response.headers["Cache-Control"] = "no-store"
-    return response, 201 if request.method == "POST" else 200
+    return response
 
 
 @bp.get("/captcha/<challenge_id>.png")
@@ -160,7 +170,7 @@ def captcha_audio(challenge_id: str) -> Response:
 
 
 @bp.post("/send-code")
-def send_code() -> tuple[Response, int]:
+def send_code() -> Response:
     data = json_body(
         required=("phone",),
         optional=("region", "purpose", "captcha_id", "captcha_answer", "altcha"),
@@ -182,9 +192,9 @@ def send_code() -> tuple[Response, int]:
         "expires_in": receipt.expires_in,
         "resend_after": receipt.resend_after,
     }
-    response = jsonify(body)
+    response = json_response(body, 202)
     response.headers.update(rate_limit_headers(receipt.rate_limit))
-    return response, 202
+    return response
 
 
 @bp.post("/verify")
@@ -197,12 +207,14 @@ def verify() -> Response:
         region=data.get("region"),
         client_ip=client_ip(),
     )
-    return jsonify(
-        status="approved",
-        token=approval.token,
-        phone=approval.phone,
-        purpose=approval.purpose,
-        expires_in=approval.expires_in,
+    return json_response(
+        {
+            "status": "approved",
+            "token": approval.token,
+            "phone": approval.phone,
+            "purpose": approval.purpose,
+            "expires_in": approval.expires_in,
+        }
     )
 
 
@@ -215,17 +227,19 @@ def check_token() -> Response:
         consume=bool(data.get("consume")),
         client_ip=client_ip(),
     )
-    return jsonify(
-        phone=claim.phone,
-        purpose=claim.purpose,
-        verified_at=claim.verified_at,
-        expires_at=claim.expires_at,
+    return json_response(
+        {
+            "phone": claim.phone,
+            "purpose": claim.purpose,
+            "verified_at": claim.verified_at,
+            "expires_at": claim.expires_at,
+        }
     )
 
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    return jsonify(status="ok")
+    return json_response({"status": "ok"})
 
 
 @bp.get("/readyz")
@@ -234,7 +248,7 @@ def readyz() -> Response:
         get_service().ready()
     except StoreUnavailable:
         raise StoreUnavailable("The state store is unreachable; not ready.") from None
-    return jsonify(status="ready")
+    return json_response({"status": "ready"})
 
 
 @bp.get("/metrics")
@@ -247,4 +261,5 @@ def metrics() -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI 3.1 document of the routes this app serves."""
-    return jsonify(openapi_document(current_app, code_length=get_service().settings.code_length))
+    document = openapi_document(current_app, code_length=get_service().settings.code_length)
+    return json_response(document)

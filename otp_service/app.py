@@ -6,22 +6,16 @@ gunicorn runs ``otp_service.app:create_app()``; settings come from ``OTP_*`` var
 
 from __future__ import annotations
 
-import re
-import uuid
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask
 
-from otp_service.api import bp
+from otp_service.api import MAX_BODY_BYTES, bp
 from otp_service.api_callbacks import callbacks_bp
-from otp_service.audit import request_id_var
 from otp_service.problems import register_problem_handlers
+from otp_service.responses import install_request_ids
 from otp_service.service import OtpService
 from otp_service.settings import Settings
-
-#: Bodies are a few short strings; anything bigger is a mistake or an attack.
-MAX_BODY_BYTES = 16 * 1024
-REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def create_app(
@@ -40,24 +34,9 @@ def create_app(
         raise TypeError("pass either service= or components, not both")
     app = Flask("otp_service", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["otp_service"] = service
     app.register_blueprint(bp)
     app.register_blueprint(callbacks_bp)
     register_problem_handlers(app)
-    app.before_request(_bind_request_id)
-    app.after_request(_echo_request_id)
+    install_request_ids(app)
     return app
-
-
-def _bind_request_id() -> None:
-    supplied = request.headers.get("X-Request-ID", "")
-    valid = REQUEST_ID_PATTERN.fullmatch(supplied) is not None
-    request_id_var.set(supplied if valid else uuid.uuid4().hex)
-
-
-def _echo_request_id(response: Response) -> Response:
-    request_id = request_id_var.get()
-    if request_id:
-        response.headers["X-Request-ID"] = request_id
-    return response

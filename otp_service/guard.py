@@ -30,6 +30,7 @@ from otp_service.api import client_ip
 from otp_service.core.policy import parse_windows, subnet_of
 from otp_service.errors import ConfigurationError, InvalidRequest, OtpError, TokenInvalid
 from otp_service.problems import problem_response, register_problem_handlers
+from otp_service.responses import install_request_ids
 from otp_service.service import OtpService, validate_purpose
 from otp_service.settings import Settings
 
@@ -155,6 +156,8 @@ class OtpGuard:
         app.extensions[GUARD_KEY] = self
         if self.url_prefix is not None:
             app.register_blueprint(api_blueprint, url_prefix=self.url_prefix)
+            # The mounted API answers as the sidecar does: same bodies, same request ids.
+            install_request_ids(app, blueprint=api_blueprint.name)
         if self.register_error_handlers:
             register_problem_handlers(app, unexpected=False)
         else:

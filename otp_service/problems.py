@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Flask, Response, json
+from flask import Blueprint, Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from otp_service.audit import request_id_var
@@ -17,6 +17,7 @@ from otp_service.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from otp_service.responses import PROBLEM_MIMETYPE, json_response
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,7 @@ def problem_body(error: OtpError) -> dict[str, object]:
 
 
 def problem_response(error: OtpError) -> Response:
-    response = Response(
-        json.dumps(problem_body(error)),
-        status=error.status,
-        mimetype="application/problem+json",
-    )
+    response = json_response(problem_body(error), error.status, mimetype=PROBLEM_MIMETYPE)
     retry_after = error.extras.get("retry_after")
     if isinstance(retry_after, int):
         response.headers["Retry-After"] = str(retry_after)

@@ -1,4 +1,8 @@
-"""The HTTP contract: JSON in and out, problem+json for every error, over both stores."""
+"""The HTTP contract: JSON in and out, problem+json for every error, over both stores.
+
+Every test runs against both mounts of the API: the sidecar (``create_app``) and a host app
+with ``OtpGuard`` mounted under ``/otp``. They must answer alike, byte for byte.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from otp_service import ConsoleGateway, create_app
+from otp_service import ConsoleGateway, OtpGuard, OtpService, create_app
 from otp_service.errors import all_error_classes
 from otp_service.settings import Settings
 from otp_service.sms import SendResult, SmsMessage
@@ -29,14 +33,46 @@ def gateway() -> ConsoleGateway:
     return ConsoleGateway()
 
 
+GUARD_PREFIX = "/otp"
+
+
+class PrefixedClient(FlaskClient):
+    """A test client for the guard-mounted API: the tests' paths, under the mount prefix."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], str) and args[0].startswith("/"):
+            args = (GUARD_PREFIX + args[0], *args[1:])
+        return super().open(*args, **kwargs)
+
+
+def guard_host(service: OtpService) -> Flask:
+    """A host app as a user writes it: Flask's defaults (sorted JSON keys), its own route."""
+    host = Flask("host_app")
+    OtpGuard(host, service=service, url_prefix=GUARD_PREFIX)
+
+    @host.get("/")
+    def index() -> dict[str, str]:
+        return {"page": "home"}
+
+    host.test_client_class = PrefixedClient
+    return host
+
+
+@pytest.fixture(params=["standalone", "guard"])
+def mount(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
 def app(
+    mount: str,
     store: Store,
     gateway: ConsoleGateway,
     fake_clock: FakeClock,
     settings_factory: Callable[..., Settings],
 ) -> Flask:
-    return create_app(settings_factory(), store=store, gateway=gateway, clock=fake_clock)
+    service = OtpService(settings_factory(), store=store, gateway=gateway, clock=fake_clock)
+    return create_app(service=service) if mount == "standalone" else guard_host(service)
 
 
 @pytest.fixture
@@ -229,7 +265,8 @@ def live_server(app: Flask) -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        prefix = GUARD_PREFIX if isinstance(app.test_client(), PrefixedClient) else ""
+        yield f"http://127.0.0.1:{server.server_port}{prefix}"
     finally:
         server.shutdown()
         thread.join(timeout=10)
@@ -249,3 +286,47 @@ def test_full_flow_over_a_real_socket(live_server: str, gateway: ConsoleGateway)
         token = verified.json()["token"]
         checked = http.post(f"{live_server}/tokens/check", json={"token": token}, timeout=5)
         assert checked.json()["phone"] == PHONE
+
+
+@pytest.mark.memory
+def test_both_mounts_answer_byte_for_byte_alike(
+    fake_clock: FakeClock, settings_factory: Callable[..., Settings]
+) -> None:
+    """Same bodies (key order, serialisation), same headers, for successes and problems."""
+
+    def exchange(app: Flask) -> list[tuple[int, str, bytes, str | None]]:
+        client = app.test_client()
+        rid = {"X-Request-ID": "req-1"}
+        answers = [
+            client.post("/send-code", json={"phone": PHONE}, headers=rid),
+            client.post("/verify", json={"phone": PHONE, "code": "000000"}, headers=rid),
+            client.post("/send-code", json={"phone": PHONE}, headers=rid),
+            client.post("/tokens/check", json={"token": "x.y"}, headers=rid),
+            client.get("/healthz", headers=rid),
+        ]
+        return [
+            (r.status_code, r.mimetype, r.get_data(), r.headers.get("X-Request-ID"))
+            for r in answers
+        ]
+
+    results = []
+    for build in (lambda s: create_app(service=s), guard_host):
+        service = OtpService(
+            settings_factory(), store=MemoryStore(), gateway=ConsoleGateway(), clock=fake_clock
+        )
+        results.append(exchange(build(service)))
+    standalone, guarded = results
+    assert standalone == guarded
+    assert all(request_id == "req-1" for *_, request_id in guarded)
+    assert [status for status, *_ in guarded] == [202, 400, 429, 401, 200]
+
+
+@pytest.mark.memory
+def test_the_guard_leaves_the_hosts_own_routes_alone(
+    fake_clock: FakeClock, settings_factory: Callable[..., Settings]
+) -> None:
+    service = OtpService(settings_factory(), store=MemoryStore(), clock=fake_clock)
+    host = guard_host(service)
+    response = FlaskClient(host, host.response_class).get("/")
+    assert response.get_json() == {"page": "home"}
+    assert "X-Request-ID" not in response.headers
