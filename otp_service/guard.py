@@ -274,7 +274,7 @@ class OtpGuard:
         def check(scope: str) -> None:
             token = self._find_token()
             if token is None:
-                raise TokenInvalid("A verification token is required.")
+                raise TokenInvalid(f"A verification token is required: {self._token_hint()}.")
             claim = get_service().check_token(token, purpose=purpose, consume=one_time)
             g.verified_phone = claim.phone
             g.otp_claim = claim
@@ -295,6 +295,17 @@ class OtpGuard:
             if token:
                 return token
         return None
+
+    def _token_hint(self) -> str:
+        """Where a client puts the token, in words: the 401 is where integrators look first."""
+        places = {
+            "header": "an 'Authorization: Bearer <token>' header",
+            "form": f"the '{self.form_field}' form field",
+            "cookie": f"the '{self.cookie_name}' cookie",
+        }
+        return "send the token from /verify as " + " or ".join(
+            places[where] for where in self.token_locations
+        )
 
     def _run(self, check: Check, scope: str) -> Response | None:
         try:

@@ -110,6 +110,17 @@ def test_send_verify_check_flow(client: FlaskClient, gateway: ConsoleGateway) ->
     assert checked.get_json()["phone"] == PHONE
 
 
+def test_a_code_is_verified_only_under_the_purpose_it_was_sent_for(
+    client: FlaskClient, gateway: ConsoleGateway
+) -> None:
+    """The README's warning: a verify without ``purpose`` looks for a ``default`` code."""
+    client.post("/send-code", json={"phone": PHONE, "purpose": "signup"})
+    code = gateway.last_code(PHONE)
+    assert_problem(client.post("/verify", json={"phone": PHONE, "code": code}), 400, "code_expired")
+    verified = client.post("/verify", json={"phone": PHONE, "code": code, "purpose": "signup"})
+    assert verified.status_code == 200
+
+
 def test_wrong_code_is_a_problem_with_attempts_left(
     client: FlaskClient, gateway: ConsoleGateway
 ) -> None:

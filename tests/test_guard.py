@@ -211,6 +211,21 @@ def test_missing_or_forged_token_is_refused(client: FlaskClient, headers: dict[s
     assert "token" not in body
 
 
+def test_missing_token_problem_says_where_the_token_goes(
+    client: FlaskClient, service: OtpService
+) -> None:
+    detail = assert_problem(client.post("/signup", json={"otp_token": "x"}), 401, "token_invalid")[
+        "detail"
+    ]
+    assert "Authorization: Bearer <token>" in detail
+    assert "'otp_token' form field" in detail and "'otp_token' cookie" in detail
+    only_cookie = OtpGuard(token_locations=("cookie",), cookie_name="proof")
+    detail = assert_problem(
+        build_host(only_cookie, service).test_client().post("/signup"), 401, "token_invalid"
+    )["detail"]
+    assert "'proof' cookie" in detail and "Bearer" not in detail
+
+
 def test_token_signed_with_another_secret_is_refused(
     client: FlaskClient, make_service: ServiceFactory, gateway: ConsoleGateway
 ) -> None:
