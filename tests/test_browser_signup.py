@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import threading
 import time
@@ -176,29 +177,48 @@ def test_signup_flow_in_headless_chromium(browser: Any, demo: Demo) -> None:
         return bool(
             driver.execute_script(
                 "const img = document.getElementById('captcha-image');"
-                "return img.complete && img.naturalWidth > 0"
-                " && img.src.startsWith('data:image/png');"
+                "return img.complete && img.naturalWidth > 0;"
             )
         )
 
-    # 1. The page shows a captcha picture, with an audio alternative.
+    # 1. The page arrives with its captcha picture (no broken image before the script runs),
+    #    with an audio alternative.
+    with urllib.request.urlopen(demo.url + "/", timeout=10) as response:  # noqa: S310
+        first_paint = response.read().decode()
+    assert re.search(r'<img id="captcha-image"[^>]* src="/otp/captcha/[0-9a-f]+\.png"', first_paint)
     browser.get(demo.url + "/")
     wait.until(image_loaded)
     audio = browser.find_element(By.ID, "captcha-audio").get_attribute("href")
     assert audio.startswith(f"{demo.url}/otp/captcha/") and audio.endswith(".wav")
     shoot(browser, "01-page")
 
-    # 2. The person reads the captcha and asks for a code.
+    # 2. A misread picture is explained in words, and a new picture replaces it.
     browser.find_element(By.ID, "phone").send_keys("138 1234 5678")
+    first_image = browser.find_element(By.ID, "captcha-image").get_attribute("src")
+    browser.find_element(By.ID, "captcha-answer").send_keys("WRONG")
+    browser.find_element(By.ID, "send-code").click()
+    wait.until(seen.text_to_be_present_in_element((By.ID, "status"), "did not match the picture"))
+    assert "captcha_invalid" not in browser.find_element(By.ID, "status").text
+    wait.until(
+        lambda driver: (
+            driver.find_element(By.ID, "captcha-image").get_attribute("src") != first_image
+        )
+    )
+    wait.until(image_loaded)
+
+    # 3. The person reads the captcha and asks for a code; the message and the focus move to
+    #    the code field.
     browser.find_element(By.ID, "captcha-answer").send_keys(demo.renderer.last_answer.lower())
     shoot(browser, "02-captcha-answered")
     browser.find_element(By.ID, "send-code").click()
     wait.until(seen.visibility_of_element_located((By.ID, "verify-form")))
-    wait.until(seen.text_to_be_present_in_element((By.ID, "status"), MASKED))
+    wait.until(seen.text_to_be_present_in_element((By.ID, "code-sent"), MASKED))
+    assert browser.switch_to.active_element.get_attribute("id") == "code"
+    assert browser.find_element(By.ID, "code").get_attribute("aria-describedby") == "code-sent"
     shoot(browser, "03-code-sent")
     assert [message.to for message in demo.gateway.sent] == [PHONE]
 
-    # 3. The code from the SMS verifies the number.
+    # 4. The code from the SMS verifies the number.
     code = demo.gateway.last_code(PHONE)
     assert code is not None
     browser.find_element(By.ID, "code").send_keys(code)
@@ -208,7 +228,7 @@ def test_signup_flow_in_headless_chromium(browser: Any, demo: Demo) -> None:
     assert token
     shoot(browser, "04-verified")
 
-    # 4. The protected route creates the account for the verified number.
+    # 5. The protected route creates the account for the verified number.
     browser.find_element(By.ID, "name").send_keys("Ada")
     browser.find_element(By.ID, "create-account").click()
     welcome = wait.until(seen.visibility_of_element_located((By.ID, "welcome")))
@@ -217,7 +237,7 @@ def test_signup_flow_in_headless_chromium(browser: Any, demo: Demo) -> None:
     assert PHONE not in browser.page_source
     shoot(browser, "05-welcome")
 
-    # 5. The same create-account request again is refused: the token worked once.
+    # 6. The same create-account request again is refused, in words: the token worked once.
     browser.get(demo.url + "/")
     browser.execute_script(
         "const form = document.getElementById('account-form');"
@@ -225,7 +245,9 @@ def test_signup_flow_in_headless_chromium(browser: Any, demo: Demo) -> None:
         "form.submit();",
         token,
     )
-    refusal = wait.until(seen.visibility_of_element_located((By.ID, "refusal-code")))
-    assert refusal.text == "token_used"
+    refusal = wait.until(seen.visibility_of_element_located((By.ID, "refusal")))
+    assert refusal.get_attribute("data-code") == "token_used"
+    assert "already used" in refusal.text
+    assert "token_used" not in browser.find_element(By.TAG_NAME, "body").text
     shoot(browser, "06-replay-refused")
     assert post_form(demo.url + "/account", {"otp_token": token, "name": "Eve"}) == 401

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Blueprint, Flask, g, render_template, request
 
 from otp_service import OtpError, OtpGuard, OtpService, Settings
+from otp_service.api import client_ip
 from otp_service.core.phone import mask_phone
 
 PURPOSE = "signup"
@@ -24,9 +25,22 @@ API_PREFIX = "/otp"
 MAX_NAME_LENGTH = 64
 
 
+#: What a person reads when the protected page refuses; error codes are for logs and code.
+REFUSAL_WORDS = {
+    "token_used": "This verification was already used to create an account. "
+    "Verify your number again to start over.",
+    "token_expired": "Your verification took too long and has expired. Verify your number again.",
+    "token_invalid": "We could not confirm that your number was verified. "
+    "Verify your number again.",
+    "rate_limited": "Too many attempts from your network. Wait a few minutes and try again.",
+}
+GENERIC_REFUSAL = "Something went wrong on our side. Please try again."
+
+
 def refused_page(error: OtpError) -> tuple[str, int]:
-    """Refusals of the protected pages as an HTML page, not the API's problem+json."""
-    return render_template("refused.html", error=error), error.status
+    """Refusals of the protected pages as an HTML page in words, not the API's problem+json."""
+    words = REFUSAL_WORDS.get(error.code, GENERIC_REFUSAL)
+    return render_template("refused.html", words=words, code=error.code), error.status
 
 
 guard = OtpGuard(
@@ -42,7 +56,14 @@ pages = Blueprint("signup", __name__)
 
 @pages.get("/")
 def signup_form() -> str:
-    return render_template("signup.html", api_base=API_PREFIX, purpose=PURPOSE)
+    """The form, with its first captcha drawn server-side so the picture is there at first paint
+    (a script-made first challenge left a broken image until the script ran)."""
+    try:
+        challenge = guard.service.create_captcha(client_ip=client_ip())
+    except OtpError:
+        # Refused (e.g. this address made too many): the script asks again and says why.
+        challenge = None
+    return render_template("signup.html", api_base=API_PREFIX, purpose=PURPOSE, challenge=challenge)
 
 
 @pages.post("/account")
