@@ -14,8 +14,9 @@ from flask import Blueprint, Response, current_app, request, url_for
 
 from otp_service.core.client_ip import resolve_client_ip
 from otp_service.core.pow import MAX_PAYLOAD_CHARS
-from otp_service.errors import InvalidRequest, StoreUnavailable, UnsupportedMediaType
+from otp_service.errors import InvalidRequest, NotFound, StoreUnavailable, UnsupportedMediaType
 from otp_service.openapi import openapi_document
+from otp_service.problem_docs import problem_docs, render_html
 from otp_service.problems import register_on_blueprint
 from otp_service.responses import json_response
 from otp_service.service import OtpService
@@ -263,3 +264,30 @@ def openapi() -> Response:
     """The OpenAPI 3.1 document of the routes this app serves."""
     document = openapi_document(current_app, code_length=get_service().settings.code_length)
     return json_response(document)
+
+
+@bp.get("/problems")
+def problem_index() -> Response:
+    """Every problem type: what each ``code`` means and what to do about it."""
+    docs = list(problem_docs().values())
+    if _wants_html():
+        return Response(
+            render_html(docs, heading="otp-service problem types"), mimetype="text/html"
+        )
+    return json_response({"problems": [doc.as_json() for doc in docs]})
+
+
+@bp.get("/problems/<code>")
+def problem_doc(code: str) -> Response:
+    """The page a problem's ``type`` points at: JSON, or HTML for a browser."""
+    doc = problem_docs().get(code)
+    if doc is None:
+        raise NotFound("No problem type has this code; see /problems.")
+    if _wants_html():
+        return Response(render_html([doc], heading=f"Problem: {code}"), mimetype="text/html")
+    return json_response(doc.as_json())
+
+
+def _wants_html() -> bool:
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"

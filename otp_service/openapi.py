@@ -62,7 +62,12 @@ def _problem_schema() -> JSONSchema:
         "description": "RFC 9457 problem details; never carries a code, a secret or a full number.",
         "required": ["type", "title", "status", "detail", "code"],
         "properties": {
-            "type": {"type": "string", "format": "uri"},
+            "type": {
+                "type": "string",
+                "format": "uri",
+                "description": "Documents the code: this API's /problems/{code} (absolute), "
+                "or OTP_PROBLEM_BASE_URL + code.",
+            },
             "title": {"type": "string"},
             "status": {"type": "integer", "minimum": 400, "maximum": 599},
             "detail": {"type": "string"},
@@ -98,6 +103,19 @@ def _problem_schema() -> JSONSchema:
     }
 
 
+def _problem_doc_schema() -> JSONSchema:
+    codes = sorted({cls.code for cls in all_error_classes()})
+    return _object(
+        {
+            "code": {"type": "string", "enum": codes},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "title": {"type": "string"},
+            "remedy": _string("What happened and what the client does next."),
+        },
+        ("code", "status", "title", "remedy"),
+    )
+
+
 def _schemas(code_length: int) -> dict[str, JSONSchema]:
     """Every request constraint ``api.json_body`` and the service enforce, stated (issue 17.4).
 
@@ -113,6 +131,11 @@ def _schemas(code_length: int) -> dict[str, JSONSchema]:
     )
     return {
         "Problem": _problem_schema(),
+        "ProblemDoc": _problem_doc_schema(),
+        "ProblemIndex": _object(
+            {"problems": {"type": "array", "items": {"$ref": _REF + "ProblemDoc"}}},
+            ("problems",),
+        ),
         # The captcha gate is not per purpose: the field is accepted (any string) and unused.
         "CaptchaRequest": _object({"purpose": _optional_string("Accepted, not used.")}, ()),
         "Captcha": _object(
@@ -476,6 +499,43 @@ def _operations() -> list[_Operation]:
                         "Prometheus text exposition format.",
                         {"text/plain": {"schema": {"type": "string"}}},
                     )
+                },
+            },
+        ),
+        _Operation(
+            "/problems",
+            "get",
+            {
+                "summary": "Every problem type: what each code means and what to do",
+                "operationId": "problemIndex",
+                "responses": {
+                    "200": _response(
+                        "JSON, or an HTML page when the client prefers text/html.",
+                        {**_json("ProblemIndex"), "text/html": {"schema": {"type": "string"}}},
+                    )
+                },
+            },
+        ),
+        _Operation(
+            "/problems/<code>",
+            "get",
+            {
+                "summary": "The documentation a problem's type URI points at",
+                "operationId": "problemDoc",
+                "parameters": [
+                    {
+                        "name": "code",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "maxLength": MAX_FIELD_LENGTH},
+                    }
+                ],
+                "responses": {
+                    "200": _response(
+                        "JSON, or an HTML page when the client prefers text/html.",
+                        {**_json("ProblemDoc"), "text/html": {"schema": {"type": "string"}}},
+                    ),
+                    **_problems(404),
                 },
             },
         ),

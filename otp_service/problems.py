@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Flask, Response
+from flask import Blueprint, Flask, Response, current_app, has_request_context, url_for
 from werkzeug.exceptions import HTTPException
 
 from otp_service.audit import request_id_var
@@ -21,7 +21,8 @@ from otp_service.responses import PROBLEM_MIMETYPE, json_response
 
 log = logging.getLogger(__name__)
 
-PROBLEM_TYPE_BASE = "https://otp-service.readthedocs.io/problems/"
+#: The view serving a problem type's documentation (``api.problem_doc``).
+PROBLEM_DOC_ENDPOINT = "otp.problem_doc"
 _HTTP_ERRORS: dict[int, type[OtpError]] = {
     400: InvalidRequest,
     404: NotFound,
@@ -31,9 +32,28 @@ _HTTP_ERRORS: dict[int, type[OtpError]] = {
 }
 
 
+def problem_type(code: str) -> str:
+    """The URI documenting ``code``: ``OTP_PROBLEM_BASE_URL`` + code if the operator set one,
+    else this app's own ``/problems/<code>``, absolute (RFC 9457 resolves a relative ``type``
+    against the request, which a client that logs only the body cannot do).
+
+    ``about:blank`` ("nothing more than the status") only where neither exists: an app whose
+    guard mounts no API.
+    """
+    if not has_request_context():
+        return "about:blank"
+    service = current_app.extensions.get("otp_service")
+    base: str | None = service.settings.problem_base_url if service is not None else None
+    if base:
+        return base.rstrip("/") + "/" + code
+    if PROBLEM_DOC_ENDPOINT in current_app.view_functions:
+        return url_for(PROBLEM_DOC_ENDPOINT, code=code, _external=True)
+    return "about:blank"
+
+
 def problem_body(error: OtpError) -> dict[str, object]:
     body: dict[str, object] = {
-        "type": PROBLEM_TYPE_BASE + error.code,
+        "type": problem_type(error.code),
         "title": error.title,
         "status": error.status,
         "detail": error.detail,

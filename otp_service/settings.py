@@ -503,6 +503,15 @@ class Settings:
             _check_url(("https", "http")),
         ),
     )
+    problem_base_url: str | None = field(
+        default=None,
+        metadata=_env(
+            _optional_text,
+            "where problem types are documented (a problem's type is this URL + its code); "
+            "unset: /problems/<code> served by the service itself",
+            _check_url(("https", "http")),
+        ),
+    )
     callback_token: str | None = field(
         default=None,
         metadata=_env(

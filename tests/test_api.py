@@ -299,6 +299,56 @@ def test_full_flow_over_a_real_socket(live_server: str, gateway: ConsoleGateway)
         assert checked.json()["phone"] == PHONE
 
 
+def test_every_problem_type_resolves_to_its_documentation(live_server: str) -> None:
+    """A problem's ``type`` is a link integrators follow; each code's must answer (issue 17.5)."""
+    with requests.Session() as http:
+        refused = http.post(f"{live_server}/verify", json={"phone": "x", "code": "1"}, timeout=5)
+        assert refused.json()["type"] == f"{live_server}/problems/invalid_phone"
+        index = http.get(f"{live_server}/problems", timeout=5).json()["problems"]
+        assert {doc["code"] for doc in index} == {cls.code for cls in all_error_classes()}
+        for doc in index:
+            page = http.get(f"{live_server}/problems/{doc['code']}", timeout=5)
+            assert page.status_code == 200, doc["code"]
+            assert page.json() == doc
+            assert doc["remedy"] != doc["title"], f"{doc['code']}: say what to do about it"
+        html = http.get(
+            f"{live_server}/problems/rate_limited", headers={"Accept": "text/html"}, timeout=5
+        )
+        assert html.headers["Content-Type"].startswith("text/html")
+        assert "<code>rate_limited</code>" in html.text and "Retry-After" in html.text
+        unknown = http.get(f"{live_server}/problems/no_such_code", timeout=5)
+        assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
+
+
+def test_an_operator_can_point_problem_types_at_their_own_docs(
+    store: Store, gateway: ConsoleGateway, settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory(problem_base_url="https://docs.example.com/otp/problems/")
+    client = create_app(service=OtpService(settings, store=store, gateway=gateway)).test_client()
+    body = client.post("/verify", json={"phone": "x", "code": "1"}).get_json()
+    assert body["type"] == "https://docs.example.com/otp/problems/invalid_phone"
+
+
+def test_a_guard_that_mounts_no_api_gives_about_blank(service_for_guard: OtpService) -> None:
+    host = Flask("host_app")
+    guard = OtpGuard(host, service=service_for_guard, url_prefix=None)
+
+    @host.post("/account")
+    @guard.verified_phone()
+    def account() -> dict[str, str]:
+        return {}
+
+    body = host.test_client().post("/account").get_json()
+    assert (body["type"], body["code"]) == ("about:blank", "token_invalid")
+
+
+@pytest.fixture
+def service_for_guard(
+    store: Store, gateway: ConsoleGateway, settings_factory: Callable[..., Settings]
+) -> OtpService:
+    return OtpService(settings_factory(), store=store, gateway=gateway)
+
+
 @pytest.mark.memory
 def test_both_mounts_answer_byte_for_byte_alike(
     fake_clock: FakeClock, settings_factory: Callable[..., Settings]
