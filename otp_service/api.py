@@ -164,8 +164,15 @@ def captcha_image(challenge_id: str) -> Response:
 
 @bp.get("/captcha/<challenge_id>.wav")
 def captcha_audio(challenge_id: str) -> Response:
-    """The same challenge spoken (accessibility); drawn on first request, then cached."""
-    response = Response(get_service().captcha_audio(challenge_id), mimetype="audio/wav")
+    """The same challenge spoken (accessibility); drawn on first request, then cached.
+
+    The first request brings a solved proof of work as ``?altcha=`` (``OTP_CAPTCHA_AUDIO_POW``).
+    """
+    altcha = request.args.get("altcha")
+    if altcha is not None and len(altcha) > MAX_PAYLOAD_CHARS:
+        raise InvalidRequest("altcha is too long.", field="altcha")
+    audio = get_service().captcha_audio(challenge_id, altcha=altcha, client_ip=client_ip())
+    response = Response(audio, mimetype="audio/wav")
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -398,11 +398,22 @@ def _operations() -> list[_Operation]:
             "get",
             {
                 "summary": "An audio variant of a live challenge (accessibility)",
+                "description": "The first request for a challenge's audio brings a solved "
+                "proof of work (GET /pow) as altcha, unless OTP_CAPTCHA_AUDIO_POW is off.",
                 "operationId": "getCaptchaAudio",
-                "parameters": [challenge_id],
+                "parameters": [
+                    challenge_id,
+                    {
+                        "name": "altcha",
+                        "in": "query",
+                        "required": False,
+                        "description": "A solved ALTCHA payload, as /send-code takes it.",
+                        "schema": {"type": "string", "maxLength": MAX_PAYLOAD_CHARS},
+                    },
+                ],
                 "responses": {
                     "200": _response("WAV audio.", {"audio/wav": {"schema": {"type": "string"}}}),
-                    **_problems(404, 503),
+                    **_problems(400, 404, 429, 503),
                 },
             },
         ),

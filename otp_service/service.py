@@ -816,7 +816,9 @@ class OtpService:
         """
         return self._live_challenge(challenge_id, self.clock.now()).image_png
 
-    def captcha_audio(self, challenge_id: str) -> bytes:
+    def captcha_audio(
+        self, challenge_id: str, *, altcha: str | None = None, client_ip: str | None = None
+    ) -> bytes:
         """The WAV of a live challenge: the same text, spoken, for people who cannot see it.
 
         Drawn on the first request (it takes about a quarter of a second) from the sealed text,
@@ -824,11 +826,21 @@ class OtpService:
         request first checks that the challenge is still live, so an answered or expired
         challenge has no audio even while its cached WAV waits for its TTL.
 
+        With ``OTP_CAPTCHA_AUDIO_POW`` the first request must bring a solved proof of work at the
+        level ``/pow`` gives this address, spent once: matching the ``captcha`` package's
+        recordings reads the audio (bench/captcha_audio_attack.py), so without it the audio
+        would be a cheaper door than the image. Replays of a spoken challenge need none.
+
         :raises NotFound: unknown, used or expired.
+        :raises CaptchaRequired: no proof of work, or one easier than this address needs.
+        :raises CaptchaInvalid: a wrong, used or expired proof of work.
         """
         now = self.clock.now()
         record = self._live_challenge(challenge_id, now)
         key = self.keys.captcha_audio(challenge_id)
+        if self.settings.captcha_audio_pow and self.store.get(key, now=now) is None:
+            level = self._pow_level(canonical_ip(client_ip), None, now)
+            self.pow.spend(self.pow.check(altcha, required_level=level, now=now), now=now)
         with self._audio_lock:
             cached = self.store.get(key, now=now)
             if cached is not None:

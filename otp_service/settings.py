@@ -673,6 +673,14 @@ class Settings:
             _check_choice(CAPTCHA_KINDS),
         ),
     )
+    captcha_audio_pow: bool = field(
+        default=True,
+        metadata=_env(
+            _bool,
+            "a proof of work (`GET /pow`, passed as `?altcha=`) before a challenge's audio is "
+            "first spoken: recording matching reads the audio, so it must cost CPU",
+        ),
+    )
     pow_cost: int = field(
         default=5000,
         metadata=_env(

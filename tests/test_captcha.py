@@ -79,10 +79,13 @@ MakeHarness = Callable[..., Harness]
 def make_harness(
     store: Store, fake_clock: FakeClock, settings_factory: Callable[..., Any]
 ) -> MakeHarness:
-    """An app on the parametrized store; captcha ``always`` unless overridden."""
+    """An app on the parametrized store; captcha ``always`` unless overridden. The audio's own
+    proof of work is off: it is tested in test_pow, and these tests are about the audio."""
 
     def make(renderer: RecordingRenderer | None = None, **overrides: Any) -> Harness:
-        settings = settings_factory(**{"captcha_mode": "always", **overrides})
+        settings = settings_factory(
+            **{"captcha_mode": "always", "captcha_audio_pow": False, **overrides}
+        )
         gateway = ConsoleGateway()
         renderer = renderer or RecordingRenderer()
         app = create_app(
@@ -325,6 +328,7 @@ def test_answers_survive_a_key_rotation(
     rotated = create_app(
         settings_factory(
             captcha_mode="always",
+            captcha_audio_pow=False,
             secret_key="a-brand-new-secret-key-0123456789-abcdefghij",
             secret_key_fallbacks=(old_secret,),
         ),
@@ -486,7 +490,7 @@ def test_parallel_audio_requests_draw_the_audio_once(
 ) -> None:
     renderer = AudibleRecorder()
     app = create_app(
-        settings_factory(captcha_mode="always"),
+        settings_factory(captcha_mode="always", captcha_audio_pow=False),
         store=store,
         gateway=ConsoleGateway(),
         clock=fake_clock,

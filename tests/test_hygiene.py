@@ -18,6 +18,7 @@ from otp_service import ConsoleGateway, create_app
 from otp_service.settings import Settings
 from otp_service.store.redis import RedisStore
 from tests.conftest import FakeClock, RecordingRenderer
+from tests.test_pow import solve as solve_pow
 
 pytestmark = pytest.mark.redis
 
@@ -48,7 +49,10 @@ def solve(client: FlaskClient, renderer: RecordingRenderer) -> dict[str, str]:
     captcha = client.post("/captcha")
     assert captcha.status_code == 201
     captcha_id = captcha.get_json()["captcha_id"]
-    assert client.get(f"/captcha/{captcha_id}.wav").status_code == 200
+    work = solve_pow(client.get("/pow").get_json())
+    assert (
+        client.get(f"/captcha/{captcha_id}.wav", query_string={"altcha": work}).status_code == 200
+    )
     return {"captcha_id": captcha_id, "captcha_answer": renderer.last_answer}
 
 

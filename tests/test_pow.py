@@ -363,3 +363,60 @@ def test_image_kind_ignores_no_work_and_asks_for_an_image(make_harness: MakeHarn
     assert body["code"] == "captcha_required"
     assert body["captcha_kinds"] == ["image"]
     assert "pow_level" not in body
+
+
+# -- the audio's proof of work ------------------------------------------------------------------
+
+
+def _new_image_challenge(h: Harness, ip: str = "127.0.0.1") -> str:
+    created = h.client.post("/captcha", environ_base={"REMOTE_ADDR": ip})
+    assert created.status_code == 201
+    assert created.json is not None
+    return str(created.json["captcha_id"])
+
+
+def test_audio_is_spoken_only_after_a_proof_of_work_spent_once(make_harness: MakeHarness) -> None:
+    """Recording matching reads the audio, so it must cost what a proof of work costs."""
+    h = make_harness(captcha_kind="image")
+    first, second = _new_image_challenge(h), _new_image_challenge(h)
+    refused = problem(h.client.get(f"/captcha/{first}.wav"))
+    assert (refused["code"], refused["captcha_kinds"], refused["pow_level"]) == (
+        "captcha_required",
+        ["pow"],
+        0,
+    )
+    work = h.solved()
+    spoken = h.client.get(f"/captcha/{first}.wav", query_string={"altcha": work})
+    assert spoken.status_code == 200 and spoken.mimetype == "audio/wav"
+    # Listening again to the same challenge needs no new work: it is already spoken.
+    assert h.client.get(f"/captcha/{first}.wav").data == spoken.data
+    # The same work does not buy a second challenge's audio.
+    replayed = problem(h.client.get(f"/captcha/{second}.wav", query_string={"altcha": work}))
+    assert (replayed["code"], replayed["captcha_kind"]) == ("captcha_invalid", "pow")
+    garbage = problem(h.client.get(f"/captcha/{second}.wav", query_string={"altcha": "x"}))
+    assert garbage["code"] == "captcha_invalid"
+
+
+def test_audio_work_follows_the_addresses_risk(make_harness: MakeHarness) -> None:
+    h = make_harness(captcha_kind="image", **adaptive(captcha_adaptive_ip="1/hour"))
+    assert h.send().status_code == 202  # trips the address's send signal
+    challenge = _new_image_challenge(h)
+    easy = solve(h.challenge("198.51.100.7"))
+    harder = problem(h.client.get(f"/captcha/{challenge}.wav", query_string={"altcha": easy}))
+    assert (harder["code"], harder["pow_level"]) == ("captcha_required", 1)
+    ok = h.client.get(f"/captcha/{challenge}.wav", query_string={"altcha": h.solved()})
+    assert ok.status_code == 200
+
+
+def test_audio_without_work_when_the_operator_turns_it_off(make_harness: MakeHarness) -> None:
+    h = make_harness(captcha_kind="image", captcha_audio_pow=False)
+    assert h.client.get(f"/captcha/{_new_image_challenge(h)}.wav").status_code == 200
+
+
+def test_an_oversized_audio_payload_is_an_invalid_request(make_harness: MakeHarness) -> None:
+    h = make_harness(captcha_kind="image")
+    too_long = "A" * (pow_core.MAX_PAYLOAD_CHARS + 1)
+    response = h.client.get(
+        f"/captcha/{_new_image_challenge(h)}.wav", query_string={"altcha": too_long}
+    )
+    assert problem(response)["code"] == "invalid_request"
