@@ -44,12 +44,15 @@ class RecordingRenderer:
     def __init__(self, inner: ImageDrawer | None = None) -> None:
         self.inner = inner
         self.texts: list[str] = []
+        #: The texts spoken, in order (the audio is placeholder bytes).
+        self.spoken: list[str] = []
 
     def render_image(self, text: str) -> bytes:
         self.texts.append(text)
         return self.inner.render_image(text) if self.inner else b"\x89PNG test captcha"
 
     def render_audio(self, text: str) -> bytes:
+        self.spoken.append(text)
         return b"RIFF test captcha"
 
     @property

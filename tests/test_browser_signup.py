@@ -78,12 +78,20 @@ class Demo:
 
 
 @pytest.fixture
-def demo(settings_factory: Callable[..., Settings]) -> Iterator[Demo]:
-    """The demo app in a real server on a free port, stopped even when the test fails."""
+def demo(
+    request: pytest.FixtureRequest, settings_factory: Callable[..., Settings]
+) -> Iterator[Demo]:
+    """The demo app in a real server on a free port, stopped even when the test fails.
+
+    Parametrise indirectly with settings overrides (e.g. ``{"captcha_kind": "pow"}``).
+    """
     gateway = ConsoleGateway()
     renderer = RecordingRenderer(ImageRenderer())
+    overrides = getattr(request, "param", {})
     app = create_demo_app(
-        settings_factory(captcha_mode="always"), gateway=gateway, captcha_renderer=renderer
+        settings_factory(**{"captcha_mode": "always", **overrides}),
+        gateway=gateway,
+        captcha_renderer=renderer,
     )
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="demo-server", daemon=True)
@@ -192,7 +200,17 @@ def test_signup_flow_in_headless_chromium(browser: Any, demo: Demo) -> None:
     assert audio.startswith(f"{demo.url}/otp/captcha/") and audio.endswith(".wav")
     shoot(browser, "01-page")
 
-    # 2. A misread picture is explained in words, and a new picture replaces it.
+    # 2. "Listen" pays the audio's proof of work in the browser, then plays the challenge.
+    browser.find_element(By.ID, "captcha-audio").click()
+    wait.until(
+        lambda driver: (
+            driver.find_element(By.ID, "captcha-player").get_attribute("src") or ""
+        ).startswith("blob:")
+    )
+    assert browser.find_element(By.ID, "captcha-player").is_displayed()
+    assert demo.renderer.spoken == [demo.renderer.last_answer]
+
+    # 3. A misread picture is explained in words, and a new picture replaces it.
     browser.find_element(By.ID, "phone").send_keys("138 1234 5678")
     first_image = browser.find_element(By.ID, "captcha-image").get_attribute("src")
     browser.find_element(By.ID, "captcha-answer").send_keys("WRONG")
@@ -206,7 +224,7 @@ def test_signup_flow_in_headless_chromium(browser: Any, demo: Demo) -> None:
     )
     wait.until(image_loaded)
 
-    # 3. The person reads the captcha and asks for a code; the message and the focus move to
+    # 4. The person reads the captcha and asks for a code; the message and the focus move to
     #    the code field.
     browser.find_element(By.ID, "captcha-answer").send_keys(demo.renderer.last_answer.lower())
     shoot(browser, "02-captcha-answered")
@@ -218,7 +236,7 @@ def test_signup_flow_in_headless_chromium(browser: Any, demo: Demo) -> None:
     shoot(browser, "03-code-sent")
     assert [message.to for message in demo.gateway.sent] == [PHONE]
 
-    # 4. The code from the SMS verifies the number.
+    # 5. The code from the SMS verifies the number.
     code = demo.gateway.last_code(PHONE)
     assert code is not None
     browser.find_element(By.ID, "code").send_keys(code)
@@ -228,7 +246,7 @@ def test_signup_flow_in_headless_chromium(browser: Any, demo: Demo) -> None:
     assert token
     shoot(browser, "04-verified")
 
-    # 5. The protected route creates the account for the verified number.
+    # 6. The protected route creates the account for the verified number.
     browser.find_element(By.ID, "name").send_keys("Ada")
     browser.find_element(By.ID, "create-account").click()
     welcome = wait.until(seen.visibility_of_element_located((By.ID, "welcome")))
@@ -237,7 +255,7 @@ def test_signup_flow_in_headless_chromium(browser: Any, demo: Demo) -> None:
     assert PHONE not in browser.page_source
     shoot(browser, "05-welcome")
 
-    # 6. The same create-account request again is refused, in words: the token worked once.
+    # 7. The same create-account request again is refused, in words: the token worked once.
     browser.get(demo.url + "/")
     browser.execute_script(
         "const form = document.getElementById('account-form');"
@@ -251,3 +269,37 @@ def test_signup_flow_in_headless_chromium(browser: Any, demo: Demo) -> None:
     assert "token_used" not in browser.find_element(By.TAG_NAME, "body").text
     shoot(browser, "06-replay-refused")
     assert post_form(demo.url + "/account", {"otp_token": token, "name": "Eve"}) == 401
+
+
+@pytest.mark.parametrize(
+    "demo",
+    [
+        pytest.param({"captcha_kind": "pow"}, id="pow"),
+        pytest.param({"captcha_kind": "both"}, id="image-and-pow"),
+    ],
+    indirect=True,
+)
+def test_the_page_solves_the_proof_of_work_in_the_browser(browser: Any, demo: Demo) -> None:
+    """WebCrypto PBKDF2 in Chromium solves the ALTCHA challenge the service checks."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    browser.get(demo.url + "/")
+    fieldset = browser.find_element(By.CSS_SELECTOR, "fieldset.captcha")
+    wants_image = bool(demo.renderer.texts)
+    assert fieldset.is_displayed() == wants_image
+    browser.find_element(By.ID, "phone").send_keys("138 1234 5678")
+    if wants_image:
+        browser.find_element(By.ID, "captcha-answer").send_keys(demo.renderer.last_answer)
+    browser.find_element(By.ID, "send-code").click()
+    wait.until(seen.text_to_be_present_in_element((By.ID, "code-sent"), MASKED))
+    assert [message.to for message in demo.gateway.sent] == [PHONE]
+    code = demo.gateway.last_code(PHONE)
+    assert code is not None
+    browser.find_element(By.ID, "code").send_keys(code)
+    browser.find_element(By.ID, "verify").click()
+    wait.until(seen.visibility_of_element_located((By.ID, "account-form")))
+    browser.find_element(By.ID, "create-account").click()
+    assert wait.until(seen.visibility_of_element_located((By.ID, "welcome"))).text == "Welcome!"

@@ -58,12 +58,24 @@ pages = Blueprint("signup", __name__)
 def signup_form() -> str:
     """The form, with its first captcha drawn server-side so the picture is there at first paint
     (a script-made first challenge left a broken image until the script ran)."""
-    try:
-        challenge = guard.service.create_captcha(client_ip=client_ip())
-    except OtpError:
-        # Refused (e.g. this address made too many): the script asks again and says why.
-        challenge = None
-    return render_template("signup.html", api_base=API_PREFIX, purpose=PURPOSE, challenge=challenge)
+    kind = guard.service.settings.captcha_kind
+    wants_image = kind in ("image", "both")
+    challenge = None
+    if wants_image:
+        try:
+            challenge = guard.service.create_captcha(client_ip=client_ip())
+        except OtpError:
+            # Refused (e.g. this address made too many): the script asks again and says why.
+            challenge = None
+    return render_template(
+        "signup.html",
+        api_base=API_PREFIX,
+        purpose=PURPOSE,
+        challenge=challenge,
+        wants_image=wants_image,
+        wants_pow=kind in ("pow", "both"),
+        audio_pow=guard.service.settings.captcha_audio_pow,
+    )
 
 
 @pages.post("/account")

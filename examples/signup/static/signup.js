@@ -5,6 +5,9 @@
   const api = document.body.dataset.api;
   const purpose = document.body.dataset.purpose;
   const byId = (id) => document.getElementById(id);
+  const wantsImage = document.body.dataset.image === "yes";
+  const wantsPow = document.body.dataset.pow === "yes";
+  const audioPow = document.body.dataset.audioPow === "yes";
   // The first challenge comes with the page (its picture is there at first paint).
   let captchaId = document.body.dataset.captchaId || null;
 
@@ -36,6 +39,13 @@
       : problem.detail || "That did not work. Please try again.";
   }
 
+  class Refusal extends Error {
+    constructor(problem, status) {
+      super(inWords(problem, status));
+      this.problem = problem;
+    }
+  }
+
   async function call(path, body) {
     const response = await fetch(api + path, {
       method: "POST",
@@ -44,9 +54,44 @@
     });
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
-      throw new Error(inWords(data, response.status));
+      throw new Refusal(data, response.status);
     }
     return data;
+  }
+
+  // Proof of work: an ALTCHA v2 challenge (PBKDF2/SHA-256) solved with WebCrypto, which runs
+  // the same native PBKDF2 an attacker's code would. The answer is what the widget would send.
+  const fromHex = (hex) => Uint8Array.from(hex.match(/../g), (pair) => parseInt(pair, 16));
+  const toHex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  const MAX_ATTEMPTS = 1_000_000;
+
+  async function solvePow(challenge) {
+    const p = challenge.parameters;
+    const nonce = fromHex(p.nonce);
+    const salt = fromHex(p.salt);
+    const prefix = p.keyPrefix.toLowerCase();
+    const password = new Uint8Array(nonce.length + 4);
+    password.set(nonce);
+    const counterView = new DataView(password.buffer, nonce.length);
+    for (let counter = 0; counter < MAX_ATTEMPTS; counter++) {
+      counterView.setUint32(0, counter); // big-endian, as the protocol's "uint32" counter
+      const key = await crypto.subtle.importKey("raw", password, "PBKDF2", false, ["deriveBits"]);
+      const bits = await crypto.subtle.deriveBits(
+        { name: "PBKDF2", hash: "SHA-256", salt, iterations: p.cost },
+        key,
+        p.keyLength * 8,
+      );
+      const derivedKey = toHex(new Uint8Array(bits));
+      if (derivedKey.startsWith(prefix)) {
+        return btoa(JSON.stringify({ challenge, solution: { counter, derivedKey } }));
+      }
+    }
+    throw new Error("Your browser could not finish the check. Please reload the page.");
+  }
+
+  async function proofOfWork(phone) {
+    // With the number, the challenge is as hard as this request will need.
+    return solvePow(await call("/pow", phone ? { phone } : {}));
   }
 
   async function newCaptcha() {
@@ -54,8 +99,34 @@
     captchaId = challenge.captcha_id;
     byId("captcha-image").src = challenge.image;
     byId("captcha-audio").href = `${api}/captcha/${encodeURIComponent(captchaId)}.wav`;
+    const player = byId("captcha-player");
+    player.hidden = true;
+    player.removeAttribute("src");
     byId("captcha-answer").value = "";
   }
+
+  byId("captcha-audio").addEventListener("click", async (event) => {
+    // The audio is spoken only after a proof of work (OTP_CAPTCHA_AUDIO_POW): fetch it, then play.
+    event.preventDefault();
+    const link = event.currentTarget;
+    link.setAttribute("aria-busy", "true");
+    try {
+      const query = audioPow ? `?altcha=${encodeURIComponent(await proofOfWork(null))}` : "";
+      const response = await fetch(link.href + query);
+      if (!response.ok) {
+        throw new Refusal(await response.json().catch(() => ({})), response.status);
+      }
+      const player = byId("captcha-player");
+      player.src = URL.createObjectURL(await response.blob());
+      player.hidden = false;
+      player.focus();
+      player.play().catch(() => {}); // a browser may refuse autoplay: the controls remain
+    } catch (error) {
+      say(error.message, "error");
+    } finally {
+      link.removeAttribute("aria-busy");
+    }
+  });
 
   byId("captcha-refresh").addEventListener("click", () => {
     newCaptcha().catch((error) => say(error.message, "error"));
@@ -63,13 +134,29 @@
 
   byId("send-form").addEventListener("submit", async (event) => {
     event.preventDefault();
+    const phone = byId("phone").value;
+    const request = { phone, purpose };
+    if (wantsImage) {
+      request.captcha_id = captchaId;
+      request.captcha_answer = byId("captcha-answer").value;
+    }
     try {
-      const sent = await call("/send-code", {
-        phone: byId("phone").value,
-        purpose,
-        captcha_id: captchaId,
-        captcha_answer: byId("captcha-answer").value,
-      });
+      if (wantsPow) {
+        say("Checking your browser…");
+        request.altcha = await proofOfWork(phone);
+      }
+      let sent;
+      try {
+        sent = await call("/send-code", request);
+      } catch (error) {
+        // Risk rose between the challenge and the send: one harder proof, then try again.
+        const kinds = (error.problem && error.problem.captcha_kinds) || [];
+        if (!wantsPow || error.problem.code !== "captcha_required" || !kinds.includes("pow")) {
+          throw error;
+        }
+        request.altcha = await proofOfWork(phone);
+        sent = await call("/send-code", request);
+      }
       // The message sits by the code field and focus moves there: where the person looks next.
       say("");
       byId("code-sent").textContent =
@@ -80,7 +167,9 @@
       say(error.message, "error");
     }
     // A challenge works once, right or wrong: the next attempt needs a new picture.
-    newCaptcha().catch((error) => say(error.message, "error"));
+    if (wantsImage) {
+      newCaptcha().catch((error) => say(error.message, "error"));
+    }
   });
 
   byId("verify-form").addEventListener("submit", async (event) => {
@@ -102,7 +191,7 @@
     }
   });
 
-  if (!captchaId) {
+  if (wantsImage && !captchaId) {
     newCaptcha().catch((error) => say(error.message, "error"));
   }
 })();
