@@ -914,13 +914,14 @@ class OtpService:
         refused, and counted as a failure). A proof of work must be at least as hard as the
         level the tripped signals ask for. With ``both``, the proof of work is checked before
         the image answer is consumed and spent after it, so a wrong answer wastes no work.
+        ``auto`` asks for the image, and for the image and a proof of work once a signal trips.
         """
         mode = self.settings.captcha_mode
         if mode == "off":
             return
-        kinds = self._gate_kinds
         signals: tuple[str, ...] = ()
-        if mode == "adaptive" and (proof.empty or "pow" in kinds):
+        may_want_work = self.settings.captcha_kind in ("pow", "both", "auto")
+        if mode == "adaptive" and (proof.empty or may_want_work):
             signals = self.captcha_gate.signals(
                 now=now, client_ip=client_ip, phone_tag=tag, prefix=phone.prefix
             )
@@ -931,18 +932,27 @@ class OtpService:
                 return
         level = pow_core.level_for(len(signals), self.settings.pow_levels)
         try:
-            self._check_proof(event, proof, level=level, now=now)
+            self._check_proof(event, proof, level=level, now=now, kinds=self._gate_kinds(signals))
         except CaptchaInvalid:
             self.captcha_gate.record_failure(now=now, client_ip=client_ip, phone_tag=None)
             raise
 
-    def _check_proof(self, event: Event, proof: BotProof, *, level: int, now: float) -> None:
-        """Check every kind ``OTP_CAPTCHA_KIND`` asks for; notes the outcome on ``event``."""
-        kinds = self._gate_kinds
+    def _check_proof(
+        self,
+        event: Event,
+        proof: BotProof,
+        *,
+        level: int,
+        now: float,
+        kinds: tuple[str, ...] | None = None,
+    ) -> None:
+        """Check every kind asked for (``kinds``, else what ``OTP_CAPTCHA_KIND`` asks when no
+        signal trips); notes the outcome on ``event``."""
+        kinds = kinds or self._gate_kinds()
         if ("image" in kinds and not (proof.captcha_id and proof.captcha_answer)) or (
             "pow" in kinds and not proof.altcha
         ):
-            raise self._gate_closed(level)
+            raise self._gate_closed(level, kinds)
         work = None
         if "pow" in kinds:
             work = self.pow.check(proof.altcha, required_level=level, now=now)
@@ -953,14 +963,17 @@ class OtpService:
             event.details["pow_level"] = work.level
         event.details["captcha"] = "passed"
 
-    @property
-    def _gate_kinds(self) -> tuple[str, ...]:
+    def _gate_kinds(self, signals: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """What the gate asks for. ``auto`` adds a proof of work to the image once a risk signal
+        trips: a trained reader solves most images (docs/captcha.md), so under risk each send
+        must also cost the sender CPU."""
         kind = self.settings.captcha_kind
+        if kind == "auto":
+            return ("image", "pow") if signals else ("image",)
         return ("image", "pow") if kind == "both" else (kind,)
 
-    def _gate_closed(self, level: int) -> CaptchaRequired:
+    def _gate_closed(self, level: int, kinds: tuple[str, ...]) -> CaptchaRequired:
         """``captcha_required`` naming what to bring: ``captcha_kinds``, and ``pow_level``."""
-        kinds = self._gate_kinds
         details: dict[tuple[str, ...], str] = {
             ("image",): "Solve a captcha first (POST /captcha).",
             ("pow",): "Solve a proof of work first (POST /pow).",

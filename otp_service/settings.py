@@ -75,7 +75,7 @@ MIN_SECRET_BITS = 64
 MAX_CODE_TTL = 600
 ENVIRONMENTS = ("development", "production", "testing")
 CAPTCHA_MODES = ("always", "adaptive", "off")
-CAPTCHA_KINDS = ("image", "pow", "both")
+CAPTCHA_KINDS = ("auto", "image", "pow", "both")
 GATEWAYS = ("console", "huawei")
 
 
@@ -666,10 +666,11 @@ class Settings:
         ),
     )
     captcha_kind: str = field(
-        default="image",
+        default="auto",
         metadata=_env(
             _text,
-            "what the gate asks for: `image` (or its audio), `pow` (proof of work), `both`",
+            "what the gate asks for: `image` (or its audio), `pow` (proof of work), `both`, or "
+            "`auto`: the image, and a proof of work too once an adaptive risk signal trips",
             _check_choice(CAPTCHA_KINDS),
         ),
     )

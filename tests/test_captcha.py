@@ -79,12 +79,18 @@ MakeHarness = Callable[..., Harness]
 def make_harness(
     store: Store, fake_clock: FakeClock, settings_factory: Callable[..., Any]
 ) -> MakeHarness:
-    """An app on the parametrized store; captcha ``always`` unless overridden. The audio's own
-    proof of work is off: it is tested in test_pow, and these tests are about the audio."""
+    """An app on the parametrized store asking for the image alone, ``always`` unless
+    overridden. Proofs of work (``auto`` adds one under risk, the audio's own) are tested in
+    test_pow; these tests are about the image and the audio."""
 
     def make(renderer: RecordingRenderer | None = None, **overrides: Any) -> Harness:
         settings = settings_factory(
-            **{"captcha_mode": "always", "captcha_audio_pow": False, **overrides}
+            **{
+                "captcha_mode": "always",
+                "captcha_kind": "image",
+                "captcha_audio_pow": False,
+                **overrides,
+            }
         )
         gateway = ConsoleGateway()
         renderer = renderer or RecordingRenderer()

@@ -322,6 +322,34 @@ def test_a_challenge_asked_with_the_number_is_priced_by_its_signals(
     assert h.send(altcha=h.solved(phone=PHONE)).status_code == 202
 
 
+def test_auto_adds_a_proof_of_work_to_the_image_once_a_signal_trips(
+    make_harness: MakeHarness, fake_clock: FakeClock
+) -> None:
+    """The default kind: a trained reader solves most images, so under risk work is asked too."""
+    h = make_harness(captcha_kind="auto", **adaptive(captcha_adaptive_ip="1/hour"))
+    assert h.send().status_code == 202  # nothing tripped: nothing asked
+    captcha_id = _new_image_challenge(h)
+    image = {"captcha_id": captcha_id, "captcha_answer": h.renderer.last_answer}
+    closed = problem(h.send(OTHER_PHONE, **image))
+    assert (closed["code"], closed["captcha_kinds"], closed["pow_level"]) == (
+        "captcha_required",
+        ["image", "pow"],
+        1,
+    )
+    # The refusal consumed neither the image nor any work: both together now pass.
+    assert h.send(OTHER_PHONE, altcha=h.solved(), **image).status_code == 202
+    fake_clock.advance(3601)
+    assert h.send("+8613812345670").status_code == 202  # the signal cleared: free again
+
+
+def test_auto_asks_for_the_image_alone_in_always_mode(make_harness: MakeHarness) -> None:
+    h = make_harness(captcha_kind="auto")
+    assert problem(h.send())["captcha_kinds"] == ["image"]
+    captcha_id = _new_image_challenge(h)
+    answer = {"captcha_id": captcha_id, "captcha_answer": h.renderer.last_answer}
+    assert h.send(**answer).status_code == 202
+
+
 def test_adaptive_without_a_tripped_signal_asks_for_nothing(make_harness: MakeHarness) -> None:
     h = make_harness(**adaptive(captcha_adaptive_ip="5/hour"))
     assert h.send().status_code == 202

@@ -59,7 +59,7 @@ def signup_form() -> str:
     """The form, with its first captcha drawn server-side so the picture is there at first paint
     (a script-made first challenge left a broken image until the script ran)."""
     kind = guard.service.settings.captcha_kind
-    wants_image = kind in ("image", "both")
+    wants_image = kind in ("image", "both", "auto")
     challenge = None
     if wants_image:
         try:

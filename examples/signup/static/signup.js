@@ -149,9 +149,10 @@
       try {
         sent = await call("/send-code", request);
       } catch (error) {
-        // Risk rose between the challenge and the send: one harder proof, then try again.
+        // Under risk the service asks for (harder) work too (OTP_CAPTCHA_KIND=auto, or a level
+        // that rose since the challenge): one proof for this number, then try again.
         const kinds = (error.problem && error.problem.captcha_kinds) || [];
-        if (!wantsPow || error.problem.code !== "captcha_required" || !kinds.includes("pow")) {
+        if (error.problem.code !== "captcha_required" || !kinds.includes("pow")) {
           throw error;
         }
         request.altcha = await proofOfWork(phone);
