@@ -66,3 +66,20 @@ def test_reference_parser_follows_the_last_named_file() -> None:
         ("tests/a.py", "test_y"),
         ("tests/b.py", "test_z"),
     ]
+
+
+CONFLICT_MARKER = re.compile(r"^(<{7} |={7}$|>{7} )", re.MULTILINE)
+
+
+def test_no_file_keeps_a_merge_conflict_marker() -> None:
+    """A merge once committed CHANGES.md with its conflict markers; nothing else caught it."""
+    suffixes = {".md", ".py", ".toml", ".txt", ".yaml", ".yml", ".html", ".js", ".css", ".sh"}
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in ROOT.rglob("*")
+        if path.suffix in suffixes
+        and path.is_file()
+        and not {".venv", ".git", "node_modules"} & set(path.relative_to(ROOT).parts)
+        and CONFLICT_MARKER.search(path.read_text(errors="replace"))
+    ]
+    assert not offenders, f"merge conflict markers in {offenders}"
