@@ -232,6 +232,14 @@ class StoreUnavailable(OtpError):
     title = "State store unavailable"
 
 
+class ProviderNotReady(OtpError):
+    """The provider account cannot send (template or signature state); carries ``reasons``."""
+
+    code = "provider_not_ready"
+    status = 503
+    title = "The SMS provider account cannot send"
+
+
 class InternalError(OtpError):
     """An unexpected bug. The body says nothing more than this."""
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 import re
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from otp_service.audit import Decision
 from otp_service.errors import ContentBlocked, ProviderError, StoreUnavailable
+from otp_service.sms.huawei_manage import Finding
 
 #: The environment variable ``prometheus_client`` reads to switch to multiprocess mode.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -132,12 +133,27 @@ class Metrics:
             ["status", "outcome"],
             registry=r,
         )
+        self.provider_blocking = Gauge(
+            "otp_provider_state_blocking",
+            "1 when the management API says this template or signature state stops every send.",
+            ["subject", "state"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.uplinks = Counter(
             "otp_uplinks",
             "Inbound SMS by outcome (opted_out, ignored, duplicate).",
             ["outcome"],
             registry=r,
         )
+
+    def provider_state(self, findings: list[Finding]) -> None:
+        """Record a fresh reading of the template and signature state (``/readyz``)."""
+        for finding in findings:
+            kind = finding.subject.split(" ", 1)[0]
+            self.provider_blocking.labels(kind, label(finding.state)).set(
+                1 if finding.blocking else 0
+            )
 
     def observe(self, decision: Decision) -> None:
         """Count one decision (the :class:`~otp_service.audit.AuditObserver` hook)."""

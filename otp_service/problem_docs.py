@@ -72,6 +72,10 @@ REMEDIES: dict[str, str] = {
     "`Idempotency-Key` so nothing is sent twice.",
     "store_unavailable": "The state store (Redis) is unreachable. Nothing was sent; retry "
     "later. The operator checks `/readyz` and `OTP_REDIS_URL`.",
+    "provider_not_ready": "Readiness only: Huawei's management API says the configured "
+    "template or signature cannot send (e.g. a deactivated template, a signature to be "
+    "activated). `reasons` names each; the operator runs `otp-service check-provider` for the "
+    "fix.",
     "internal_error": "An unexpected error. The answer says nothing more; the `request_id` "
     "finds the log line with the trace.",
     "callback_unauthorized": "A provider callback without the right callback token "

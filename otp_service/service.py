@@ -47,6 +47,7 @@ from otp_service.errors import (
     NumberOptedOut,
     OtpError,
     ProviderError,
+    ProviderNotReady,
     RateLimited,
     StoreUnavailable,
     TokenUsed,
@@ -55,10 +56,12 @@ from otp_service.errors import (
 )
 from otp_service.metrics import Metrics
 from otp_service.pow_gate import ProofOfWork
+from otp_service.provider_state import ProviderStateWatch
 from otp_service.pumping import Decision, PumpingDefence, scopes_for
 from otp_service.render_budget import RenderBudget
 from otp_service.settings import Settings
 from otp_service.sms import SmsGateway, SmsMessage, gateway_from_settings
+from otp_service.sms.huawei_manage import HuaweiManagement
 from otp_service.store import CodeStatus, Denial, LimitRule, Store, WindowUsage, store_from_url
 from otp_service.store.base import CodeRecord
 from otp_service.store.redis import retry_after_seconds
@@ -204,6 +207,15 @@ class OtpService:
         self.audit = audit or AuditLog(derive_key(secret, "audit"))
         self.metrics = metrics or Metrics()
         self.audit.subscribe(self.metrics)
+        # Optional: with the IAM settings, /readyz also watches the template and signature state.
+        management = HuaweiManagement.from_settings(self.settings, now=time.time)
+        self.provider_state = (
+            None
+            if management is None
+            else ProviderStateWatch(
+                management, self.settings, on_findings=self.metrics.provider_state
+            )
+        )
         self._tag_key = derive_key(secret, "phone-tag")
         # Answers are checked, and texts unsealed, under every key (current first): a rotation
         # keeps the challenges in flight.
@@ -1126,5 +1138,18 @@ class OtpService:
         )
 
     def ready(self) -> None:
-        """Raise :class:`StoreUnavailable` unless the store answers."""
+        """Raise unless the service can do its job.
+
+        :raises StoreUnavailable: the store does not answer.
+        :raises ProviderNotReady: the management API says the template or signature cannot
+            send (only when the IAM settings are configured).
+        """
         self.store.ping()
+        if self.provider_state is None:
+            return
+        blocking = self.provider_state.blocking(self.clock.now())
+        if blocking:
+            raise ProviderNotReady(
+                "; ".join(f"{f.subject} is {f.state}: {f.fix}" for f in blocking),
+                reasons=[f"{f.subject}: {f.state}" for f in blocking],
+            )

@@ -495,6 +495,40 @@ class Settings:
         default=5.0,
         metadata=_env(_float, "seconds, connect and read, per request", _check_range(0.1, 60)),
     )
+    huawei_iam_endpoint: str | None = field(
+        default=None,
+        metadata=_env(
+            _optional_text,
+            "IAM base URL (e.g. `https://iam.cn-north-4.myhuaweicloud.com`); with the other IAM "
+            "settings, template and signature state is read from the management API",
+            _check_url(("https", "http")),
+        ),
+    )
+    huawei_iam_domain: str | None = field(
+        default=None, metadata=_env(_optional_text, "IAM account (domain) name")
+    )
+    huawei_iam_user: str | None = field(
+        default=None,
+        metadata=_env(_optional_text, "IAM user with MSGSMS ReadOnlyAccess (or FullAccess)"),
+    )
+    huawei_iam_password: str | None = field(
+        default=None, metadata=_env(_optional_text, "that IAM user's password", secret=True)
+    )
+    huawei_project_id: str | None = field(
+        default=None, metadata=_env(_optional_text, "project id of the SMS region")
+    )
+    huawei_management_endpoint: str = field(
+        default="https://msgsms.cn-north-4.myhuaweicloud.com",
+        metadata=_env(_text, "MSGSMS management API base URL", _check_url(("https", "http"))),
+    )
+    huawei_state_refresh: int = field(
+        default=300,
+        metadata=_env(
+            _int,
+            "seconds `/readyz` reuses the template and signature state it read",
+            _check_range(30, 86400),
+        ),
+    )
     public_url: str | None = field(
         default=None,
         metadata=_env(

@@ -12,7 +12,12 @@ import pytest
 from otp_service.settings import Settings
 from otp_service.store import MemoryStore, Store
 
-pytest_plugins = ["tests.redis_server", "tests.huawei_sim", "tests.redis_cluster"]
+pytest_plugins = [
+    "tests.redis_server",
+    "tests.huawei_sim",
+    "tests.huawei_manage_sim",
+    "tests.redis_cluster",
+]
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
