@@ -37,6 +37,7 @@ class ProviderStateWatch:
         self._template_id = settings.huawei_template_id or ""
         self._signature = settings.huawei_signature
         self._refresh = settings.huawei_state_refresh
+        self._code_length = settings.code_length
         self._on_findings = on_findings
         self._lock = threading.Lock()
         self._findings: list[Finding] | None = None
@@ -46,7 +47,13 @@ class ProviderStateWatch:
         """Read the state now. :raises ManagementError: it could not be read."""
         template = self._management.template(self._template_id)
         signature = None if not self._signature else self._management.signature(self._signature)
-        findings = assess(template, signature, signature_configured=bool(self._signature))
+        findings = assess(
+            template,
+            signature,
+            signature_configured=bool(self._signature),
+            variables=self._management.variables(template),
+            code_length=self._code_length,
+        )
         self._on_findings(findings)
         return findings
 

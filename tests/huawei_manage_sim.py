@@ -35,6 +35,7 @@ class ManagementSimulator:
         self.token_lifetime = token_lifetime
         self.templates: dict[str, dict[str, Any]] = {}
         self.signatures: dict[str, dict[str, Any]] = {}
+        self.variables: dict[str, list[dict[str, Any]]] = {}
         self.tokens_issued = 0
         self.reads = 0
         self._tokens: dict[str, float] = {}
@@ -56,13 +57,26 @@ class ManagementSimulator:
         self._server.server_close()
         self._thread.join(timeout=10)
 
-    def set_template(self, template_id: str, flow_status: str, *, universal: bool = False) -> None:
+    def set_template(
+        self,
+        template_id: str,
+        flow_status: str,
+        *,
+        universal: bool = False,
+        variable_lengths: tuple[int, ...] = (6,),
+    ) -> None:
+        key = str(len(self.templates) + 1000)
         self.templates[template_id] = {
+            "id": key,
             "template_id": template_id,
             "flow_status": flow_status,
             "universal_template": 1 if universal else 0,
             "status": "Normal",
         }
+        self.variables[key] = [
+            {"variable_index": i + 1, "variable_type": "VERIFY_CODE", "variable_length": length}
+            for i, length in enumerate(variable_lengths)
+        ]
 
     def set_signature(self, name: str, status: str) -> None:
         self.signatures[name] = {"signature_name": name, "status": status, "id": uuid.uuid4().hex}
@@ -105,6 +119,11 @@ class ManagementSimulator:
             found = [
                 t for t in self.templates.values() if t["template_id"] == query.get("template_id")
             ]
+        elif resource.startswith("templates/") and resource.endswith("/varilable"):
+            key = resource.removeprefix("templates/").removesuffix("/varilable")
+            if key not in self.variables:
+                return 404, {"error_code": "MSGSMS.0009", "error_msg": "template not exist"}
+            found = self.variables[key]
         elif resource == "signatures":
             found = [
                 s

@@ -97,7 +97,13 @@ def test_states_are_read_with_one_iam_token_reused_until_near_expiry(
     settings = settings_factory(**iam_settings(management_sim))
     management = HuaweiManagement.from_settings(settings, now=management_sim.now)
     assert management is not None
-    assert management.template(TEMPLATE) == TemplateState(TEMPLATE, "Adopted_inactive", True)
+    template = management.template(TEMPLATE)
+    assert (template.template_id, template.flow_status, template.universal) == (
+        TEMPLATE,
+        "Adopted_inactive",
+        True,
+    )
+    assert [v.length for v in management.variables(template)] == [6]
     assert management.signature(SIGNATURE) == SignatureState(SIGNATURE, "TO_BE_ACTIVATED")
     assert management_sim.tokens_issued == 1
     # A token that expires within the safety margin is replaced before use.
@@ -147,7 +153,7 @@ def test_readyz_turns_not_ready_on_a_deactivated_template_within_the_refresh(
     reads = management_sim.reads
     fake_clock.advance(181)
     refused = client.get("/readyz")
-    assert management_sim.reads == reads + 2  # template and signature, once
+    assert management_sim.reads == reads + 3  # template, its variables, signature: once
     body = refused.get_json()
     assert (refused.status_code, body["code"]) == (503, "provider_not_ready")
     assert body["reasons"] == [f"template {TEMPLATE}: Adopted_inactive"]
@@ -158,3 +164,32 @@ def test_readyz_turns_not_ready_on_a_deactivated_template_within_the_refresh(
     management_sim.stop()
     fake_clock.advance(301)
     assert client.get("/readyz").status_code == 503
+
+
+@pytest.mark.parametrize(
+    ("lengths", "code_length", "blocking_state"),
+    [
+        pytest.param((6,), 6, None, id="fits"),
+        pytest.param((4,), 6, "variable length 4", id="too-short"),
+        pytest.param((6, 6), 6, "2 variables", id="two-variables"),
+    ],
+)
+def test_the_templates_variable_must_fit_the_code_length(
+    management_sim: ManagementSimulator,
+    settings_factory: Callable[..., Settings],
+    fake_clock: FakeClock,
+    lengths: tuple[int, ...],
+    code_length: int,
+    blocking_state: str | None,
+) -> None:
+    """Issue 16.8: a template whose variable cannot hold the code fails every send (E200028)."""
+    management_sim.set_template(TEMPLATE, "Adopted", variable_lengths=lengths)
+    management_sim.set_signature(SIGNATURE, "REVIEW_PROCESSING_COMPLETED")
+    settings = settings_factory(**iam_settings(management_sim), code_length=code_length)
+    client = create_app(settings, store=MemoryStore(), clock=fake_clock).test_client()
+    answer = client.get("/readyz")
+    if blocking_state is None:
+        assert answer.status_code == 200
+    else:
+        assert answer.get_json()["reasons"] == [f"template {TEMPLATE}: {blocking_state}"]
+        assert "E200028" in answer.get_json()["detail"]

@@ -57,6 +57,15 @@ class TemplateState:
     template_id: str
     flow_status: str
     universal: bool
+    #: The management API's own key for the template (its variables are read by it).
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateVariable:
+    index: int
+    kind: str
+    length: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +124,25 @@ _SIGNATURE_FIXES: dict[str, tuple[bool, str]] = {
 
 
 def assess(
-    template: TemplateState, signature: SignatureState | None, *, signature_configured: bool
+    template: TemplateState,
+    signature: SignatureState | None,
+    *,
+    signature_configured: bool,
+    variables: list[TemplateVariable] | None = None,
+    code_length: int | None = None,
 ) -> list[Finding]:
-    """What the states mean for sending, each with its fix in words. Pure: tested on its own."""
+    """What the states mean for sending, each with its fix in words. Pure: tested on its own.
+
+    :param variables: the template's declared variables; with ``code_length``, a template that
+        cannot carry the code (the platform answers E200028 on every send) is blocking.
+    """
     blocking, fix = _TEMPLATE_FIXES.get(
         template.flow_status, (True, "an undocumented state: check the template in the console")
     )
-    findings = [Finding(f"template {template.template_id}", template.flow_status, fix, blocking)]
+    subject = f"template {template.template_id}"
+    findings = [Finding(subject, template.flow_status, fix, blocking)]
+    if variables is not None and code_length is not None:
+        findings += _variable_findings(subject, variables, code_length)
     if template.universal and not signature_configured:
         findings.append(
             Finding(
@@ -137,6 +158,35 @@ def assess(
         )
         findings.append(Finding(f"signature {signature.name}", signature.status, fix, blocking))
     return findings
+
+
+def _variable_findings(
+    subject: str, variables: list[TemplateVariable], code_length: int
+) -> list[Finding]:
+    """The service fills exactly one variable, the code: it must exist and be long enough."""
+    if len(variables) != 1:
+        return [
+            Finding(
+                subject,
+                f"{len(variables)} variables",
+                "the service fills one variable, the code; every send would fail with E200028: "
+                "use a template with exactly one variable",
+                True,
+            )
+        ]
+    declared = variables[0].length
+    if declared < code_length:
+        return [
+            Finding(
+                subject,
+                f"variable length {declared}",
+                f"the code has {code_length} digits (OTP_CODE_LENGTH) but the template's variable "
+                f"takes at most {declared}; every send would fail with E200028: lower "
+                "OTP_CODE_LENGTH or apply for a template with a longer variable",
+                True,
+            )
+        ]
+    return []
 
 
 class IamTokenSource:
@@ -266,7 +316,22 @@ class HuaweiManagement:
             template_id=str(found.get("template_id", template_id)),
             flow_status=str(found.get("flow_status", "")),
             universal=str(found.get("universal_template", "0")) == "1",
+            key=str(found.get("id", "")),
         )
+
+    def variables(self, template: TemplateState) -> list[TemplateVariable]:
+        """The template's declared variables (``GET templates/{id}/varilable``, Huawei's
+        spelling), in index order. :raises ManagementError: refused or unreachable."""
+        rows = self._results(f"templates/{template.key}/varilable", {}, "the template's variables")
+        variables = [
+            TemplateVariable(
+                index=_int(row.get("variable_index")),
+                kind=str(row.get("variable_type", "")),
+                length=_int(row.get("variable_length")),
+            )
+            for row in rows
+        ]
+        return sorted(variables, key=lambda variable: variable.index)
 
     def signature(self, name: str) -> SignatureState:
         """:raises ManagementError: not found, refused, or unreachable."""
@@ -276,6 +341,12 @@ class HuaweiManagement:
         )
 
     def _first(self, resource: str, query: dict[str, str], what: str) -> dict[str, object]:
+        results = self._results(resource, query, what)
+        if not results:
+            raise ManagementError(f"{what} is not in this project ({query})")
+        return results[0]
+
+    def _results(self, resource: str, query: dict[str, str], what: str) -> list[dict[str, object]]:
         try:
             response = self._session.get(
                 f"{self._base}/{resource}",
@@ -294,9 +365,9 @@ class HuaweiManagement:
                 code=code,
             )
         results = _json(response).get("results")
-        if not isinstance(results, list) or not results or not isinstance(results[0], dict):
-            raise ManagementError(f"{what} is not in this project ({query})")
-        return results[0]
+        if not isinstance(results, list):
+            raise ManagementError(f"the management API answered {what} without results")
+        return [row for row in results if isinstance(row, dict)]
 
 
 def _json(response: requests.Response) -> dict[str, object]:
@@ -305,6 +376,13 @@ def _json(response: requests.Response) -> dict[str, object]:
     except (UnicodeDecodeError, ValueError, RecursionError):
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
 
 
 def _error_code(response: requests.Response) -> str | None:
