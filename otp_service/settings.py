@@ -547,16 +547,20 @@ class Settings:
     )
     resend_interval: int = field(
         default=60,
-        metadata=_env(_int, "seconds between sends to one number", _check_range(0, 3600)),
+        metadata=_env(
+            _int, "seconds between sends to one number, whatever the purpose", _check_range(0, 3600)
+        ),
     )
     limits_number: str = field(
         default="5/hour;10/day",
         metadata=_env(_text, "per number and purpose, `limits` notation", _check_limits),
     )
     limits_number_total: str = field(
-        default="8/hour;15/day",
+        default="2/minute;8/hour;15/day",
         metadata=_env(
-            _text, "per number across all purposes (purposes are the caller's)", _check_limits
+            _text,
+            "per number across all purposes (purposes are the caller's); 2/minute is Huawei's cap",
+            _check_limits,
         ),
     )
     limits_ip: str = field(

@@ -114,6 +114,47 @@ def test_no_ratelimit_headers_when_only_other_peoples_axes_are_limited(
     assert not [name for name, _ in response.headers if name.lower().startswith("ratelimit")]
 
 
+BOMBING_PURPOSES = ["signup", "login", "reset", *(f"a{i}" for i in range(1, 8))]
+
+
+def send_for(client: FlaskClient, purpose: str, peer: str) -> Any:
+    return client.post(
+        "/send-code",
+        json={"phone": phone(1), "purpose": purpose},
+        environ_base={"REMOTE_ADDR": peer},
+    )
+
+
+def test_rotating_the_purpose_does_not_escape_the_resend_cooldown(
+    make_app: AppFactory, gateway: ConsoleGateway, fake_clock: FakeClock
+) -> None:
+    # The attack: ten purposes for one victim within half a second, each from its own address.
+    client = make_app(resend_interval=60, limits_number="5/hour;10/day").test_client()
+    statuses = []
+    for i, purpose in enumerate(BOMBING_PURPOSES):
+        statuses.append(send_for(client, purpose, f"198.51.{i}.1").status_code)
+        fake_clock.advance(0.04)
+    assert statuses == [202] + [429] * 9
+    assert len(gateway.sent) == 1
+    refused = send_for(client, "a9", "198.51.99.1").get_json()
+    assert (refused["limit"], refused["retry_after"]) == ("number", 60)
+
+
+def test_the_number_total_default_holds_huaweis_two_per_minute_without_a_cooldown(
+    make_app: AppFactory, gateway: ConsoleGateway, fake_clock: FakeClock
+) -> None:
+    # Even an operator who turns the cooldown off keeps the platform's 2/minute per number.
+    client = make_app(limits_number_total=Settings().limits_number_total).test_client()
+    statuses = []
+    for i, purpose in enumerate(BOMBING_PURPOSES):
+        statuses.append(send_for(client, purpose, f"198.51.{i}.1").status_code)
+        fake_clock.advance(0.04)
+    assert statuses == [202, 202] + [429] * 8
+    assert len(gateway.sent) == 2
+    fake_clock.advance(60)
+    assert send_for(client, "late", "198.51.99.1").status_code == 202
+
+
 def test_forwarded_for_from_an_untrusted_peer_is_ignored(
     make_app: AppFactory, gateway: ConsoleGateway
 ) -> None:

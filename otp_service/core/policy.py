@@ -96,13 +96,18 @@ class SendLimits:
         return rules
 
     def number_rules(self, keys: Keys, *, phone_tag: str, purpose: str) -> list[LimitRule]:
-        """The resend cooldown (a 1-per-interval window) and the number's own windows."""
+        """The resend cooldown (a 1-per-interval window) and the number's own windows.
+
+        The cooldown holds across purposes: ``purpose`` is the caller's free text, so a cooldown
+        per purpose would let anyone rotating it (``a1``, ``a2`` …) flood one phone. A purpose
+        keeps its own, longer windows (``OTP_LIMITS_NUMBER``).
+        """
         rules: list[LimitRule] = []
         if self.resend_interval > 0:
             rules.append(
                 LimitRule(
                     "number",
-                    keys.cooldown(phone_tag, purpose),
+                    keys.cooldown(phone_tag),
                     1,
                     self.resend_interval,
                     "number" in self.shadow,
