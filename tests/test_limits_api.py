@@ -212,6 +212,36 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_counter(
     assert len(gateway.sent) == 2
 
 
+LEADING_ZERO_SPELLINGS = [
+    "198.51.100.7",
+    "198.051.100.7",
+    "198.51.100.07",
+    "198.51.100.007",
+    "198.051.100.007",
+    "0198.51.100.7",
+    "198.051.0100.7",
+    "198.51.100.7:4711",
+    "198.051.100.007:80",
+    "::ffff:198.051.100.007",
+    "[::ffff:198.51.100.007]:443",
+]
+
+
+def test_leading_zero_spellings_of_a_forwarded_address_share_its_counter(
+    make_app: AppFactory, gateway: ConsoleGateway
+) -> None:
+    client = make_app(limits_ip="2/minute", trusted_proxies=PROXIES).test_client()
+    statuses = [
+        send(client, i, peer="10.0.0.5", forwarded=spelling).status_code
+        for i, spelling in enumerate(LEADING_ZERO_SPELLINGS)
+    ]
+    assert statuses == [202, 202] + [429] * (len(LEADING_ZERO_SPELLINGS) - 2)
+    assert len(gateway.sent) == 2
+    # None of them landed on the proxy's own counter either: its other clients are unaffected.
+    assert send(client, 99, peer="10.0.0.5", forwarded="198.51.100.8").status_code == 202
+    assert send(client, 98, peer="10.0.0.5", forwarded="198.51.100.8").status_code == 202
+
+
 def test_verify_calls_are_limited_per_forwarded_client(make_app: AppFactory) -> None:
     client = make_app(limits_verify_ip="1/minute", trusted_proxies=PROXIES).test_client()
 

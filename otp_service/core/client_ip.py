@@ -7,13 +7,15 @@ walked from the right: each trusted proxy appends the address it received the re
 the first hop that is not a trusted proxy is the client. Entries further left were written by the
 client (or by proxies we do not know) and are ignored.
 
-Addresses are returned in canonical text (``2001:db8::1``, IPv4-mapped IPv6 unwrapped) so one
-host cannot dodge its counter by spelling its address differently.
+Addresses are returned in canonical text (``2001:db8::1``, IPv4-mapped IPv6 unwrapped, leading
+zeros of an IPv4 address dropped) so one host cannot dodge its counter by spelling its address
+differently.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
@@ -21,6 +23,9 @@ from otp_service.errors import InvalidRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: A dotted quad whose parts may carry leading zeros (``010.000.000.001``), alone or as the tail
+#: of an IPv6 address (``::ffff:010.0.0.1``).
+_PADDED_QUAD = re.compile(r"((?:.*:)?)(\d+)\.(\d+)\.(\d+)\.(\d+)", re.ASCII)
 
 
 def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
@@ -39,8 +44,9 @@ def parse_address(text: str) -> IPAddress | None:
     service parses the client's again when it canonicalises what the HTTP layer resolved.
 
     Accepts ``1.2.3.4``, ``1.2.3.4:5678``, ``2001:db8::1``, ``[2001:db8::1]`` and
-    ``[2001:db8::1]:443`` (some proxies append the client's port) and ``fe80::1%eth0`` (zone
-    dropped); rejects ``unknown``, obfuscated identifiers (RFC 7239) and anything else.
+    ``[2001:db8::1]:443`` (some proxies append the client's port), ``fe80::1%eth0`` (zone
+    dropped) and ``010.000.000.001`` (read as ``10.0.0.1``); rejects ``unknown``, obfuscated
+    identifiers (RFC 7239) and anything else.
     """
     text = text.strip()
     if text.startswith("["):
@@ -53,7 +59,7 @@ def parse_address(text: str) -> IPAddress | None:
         if not port.isdigit():
             return None
     try:
-        address = ipaddress.ip_address(text)
+        address = ipaddress.ip_address(_unpad_ipv4(text))
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address):
@@ -63,6 +69,21 @@ def parse_address(text: str) -> IPAddress | None:
             # The zone (``%eth0``) names a local interface, not a different host.
             return ipaddress.IPv6Address(int(address))
     return address
+
+
+def _unpad_ipv4(text: str) -> str:
+    """``010.000.000.001`` → ``10.0.0.1``: leading zeros read as decimal, as proxies write them.
+
+    :mod:`ipaddress` refuses such spellings (some C libraries read them as octal), and a refused
+    hop would fall back to the proxy's address: one client could then take its own counter and
+    the proxy's by re-spelling itself. Read as decimal, every spelling is the one address a
+    client could have written plainly, so the reading gives it nothing.
+    """
+    match = _PADDED_QUAD.fullmatch(text)
+    if match is None:
+        return text
+    head, *parts = match.groups()
+    return head + ".".join(part.lstrip("0") or "0" for part in parts)
 
 
 def forwarded_hops(headers: Iterable[str]) -> list[str]:
