@@ -4,7 +4,8 @@
 for a captcha once any signal trips (thresholds are ``OTP_CAPTCHA_ADAPTIVE_*`` settings; reasons
 for the defaults are in docs/captcha.md):
 
-- ``ip_sends`` / ``subnet_sends``: sends from the client's address or its /24 (/64) in a window;
+- ``ip_sends`` / ``subnet_sends`` / ``ipv6_site_sends``: sends from the client's address, its
+  /24 (/64), or an IPv6 client's site network (a /48) in a window;
 - ``ip_failures`` / ``subnet_failures``: failed verifies and wrong captcha answers from them;
 - ``number_failures``: failed verifies for the number (someone guessing its codes);
 - ``new_range``: no number in the number's range verified recently (pumping rings target ranges
@@ -26,7 +27,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from otp_service.core.keys import Keys
-from otp_service.core.policy import parse_windows, subnet_of
+from otp_service.core.policy import parse_windows, site_of, subnet_of
 from otp_service.errors import OtpError
 from otp_service.settings import Settings
 from otp_service.store import LimitRule, Store
@@ -103,11 +104,15 @@ class CaptchaGate:
         """Shadow rules that count a send per address and subnet, to add to the send's ``admit``."""
         if not self.adaptive or client_ip is None:
             return []
-        subnet = subnet_of(client_ip)
-        return [
-            *self._rules("ip_sends", client_ip, self.settings.captcha_adaptive_ip),
-            *self._rules("subnet_sends", subnet, self.settings.captcha_adaptive_subnet),
+        settings = self.settings
+        rules = [
+            *self._rules("ip_sends", client_ip, settings.captcha_adaptive_ip),
+            *self._rules("subnet_sends", subnet_of(client_ip), settings.captcha_adaptive_subnet),
         ]
+        site = site_of(client_ip, settings.ipv6_site_bits)
+        if site is not None:
+            rules += self._rules("ipv6_site_sends", site, settings.captcha_adaptive_ipv6_site)
+        return rules
 
     def record_failure(self, *, now: float, client_ip: str | None, phone_tag: str | None) -> None:
         """Count a failed verify or a wrong captcha answer (for the address, and the number)."""

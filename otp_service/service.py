@@ -228,6 +228,8 @@ class OtpService:
             subnet=self.settings.limits_subnet,
             prefix=self.settings.limits_prefix,
             global_=self.settings.limits_global,
+            ipv6_site=self.settings.limits_ipv6_site,
+            ipv6_site_bits=self.settings.ipv6_site_bits,
             shadow=self.settings.shadow_rules,
         )
         self._test_codes = self.settings.test_codes

@@ -38,6 +38,7 @@ SHADOWABLE_RULES = frozenset(
         "number",
         "ip",
         "subnet",
+        "ipv6_site",
         "prefix",
         "global",
         "verify_ip",
@@ -570,6 +571,22 @@ class Settings:
         default="30/minute;300/hour",
         metadata=_env(_text, "per /24 (IPv4) or /64 (IPv6)", _check_limits),
     )
+    limits_ipv6_site: str = field(
+        default="30/minute;300/hour",
+        metadata=_env(
+            _text,
+            "per IPv6 site network (`OTP_IPV6_SITE_BITS`, a /48), over its /64s",
+            _check_limits,
+        ),
+    )
+    ipv6_site_bits: int = field(
+        default=48,
+        metadata=_env(
+            _int,
+            "prefix length of the IPv6 site axis (wider than the /64 subnet)",
+            _check_range(16, 63),
+        ),
+    )
     limits_prefix: str = field(
         default="50/hour",
         metadata=_env(_text, "per number range (E.164 without its last 4 digits)", _check_limits),
@@ -605,6 +622,14 @@ class Settings:
     captcha_adaptive_subnet: str = field(
         default="10/hour",
         metadata=_env(_text, "adaptive: sends from one /24 or /64 before a captcha", _check_limits),
+    )
+    captcha_adaptive_ipv6_site: str = field(
+        default="10/hour",
+        metadata=_env(
+            _text,
+            "adaptive: sends from one IPv6 site network (a /48) before a captcha",
+            _check_limits,
+        ),
     )
     captcha_adaptive_ip_failures: str = field(
         default="3/hour",

@@ -99,6 +99,7 @@ def adaptive(**overrides: Any) -> dict[str, Any]:
         "captcha_mode": "adaptive",
         "captcha_adaptive_ip": "",
         "captcha_adaptive_subnet": "",
+        "captcha_adaptive_ipv6_site": "",
         "captcha_adaptive_ip_failures": "",
         "captcha_adaptive_subnet_failures": "",
         "captcha_adaptive_number_failures": "",
@@ -367,6 +368,14 @@ def test_adaptive_subnet_signal_covers_neighbours(make_harness: MakeHarness) -> 
     assert h.send("+8613812340002", "203.0.113.2").status_code == 202
     assert code(h.send("+8613812340003", "203.0.113.3")) == "captcha_required"
     assert h.send("+8613812340003", "198.51.100.3").status_code == 202
+
+
+def test_adaptive_ipv6_site_signal_covers_the_64s_of_one_48(make_harness: MakeHarness) -> None:
+    h = make_harness(**adaptive(captcha_adaptive_ipv6_site="2/hour"))
+    assert h.send("+8613812340001", "2001:db8:7:1::1").status_code == 202
+    assert h.send("+8613812340002", "2001:db8:7:2::1").status_code == 202
+    assert code(h.send("+8613812340003", "2001:db8:7:3::1")) == "captcha_required"
+    assert h.send("+8613812340003", "2001:db8:8:3::1").status_code == 202
 
 
 def test_adaptive_asks_after_failed_verifies_for_a_number(make_harness: MakeHarness) -> None:

@@ -242,6 +242,54 @@ def test_leading_zero_spellings_of_a_forwarded_address_share_its_counter(
     assert send(client, 98, peer="10.0.0.5", forwarded="198.51.100.8").status_code == 202
 
 
+def test_rotating_64s_inside_one_48_is_stopped_by_the_ipv6_site_limit(
+    make_app: AppFactory, gateway: ConsoleGateway
+) -> None:
+    defaults = Settings()
+    client = make_app(
+        limits_ip=defaults.limits_ip, limits_subnet=defaults.limits_subnet
+    ).test_client()
+    # The attack: 40 sends, each from an address in a /64 of its own, all in 2001:db8:5::/48.
+    responses = [send(client, i, peer=f"2001:db8:5:{i:x}::1") for i in range(40)]
+    assert [r.status_code for r in responses] == [202] * 30 + [429] * 10
+    assert {r.get_json()["limit"] for r in responses[30:]} == {"ipv6_site"}
+    assert len(gateway.sent) == 30
+    # The neighbouring /48 is someone else's.
+    assert send(client, 40, peer="2001:db8:6::1").status_code == 202
+
+
+def test_a_narrower_ipv6_site_is_configurable(make_app: AppFactory) -> None:
+    client = make_app(limits_ipv6_site="2/minute", ipv6_site_bits=56).test_client()
+    assert send(client, 1, peer="2001:db8:5:100::1").status_code == 202
+    assert send(client, 2, peer="2001:db8:5:1ff::1").status_code == 202
+    assert send(client, 3, peer="2001:db8:5:1ab::1").get_json()["limit"] == "ipv6_site"
+    assert send(client, 4, peer="2001:db8:5:200::1").status_code == 202
+
+
+#: Spellings of 198.51.100.7 as IPv6: mapped, NAT64, 6to4 (any address of its /48), Teredo.
+IPV4_EMBEDDED_FORMS = [
+    "::ffff:198.51.100.7",
+    "64:ff9b::c633:6407",
+    "64:ff9b::198.51.100.7",
+    "2002:c633:6407::1",
+    "2002:c633:6407:abcd::99",
+    "2001:0:4136:e378:8000:63bf:39cc:9bf8",
+]
+
+
+@pytest.mark.parametrize("form", IPV4_EMBEDDED_FORMS)
+def test_ipv6_forms_embedding_an_ipv4_address_count_as_that_address(
+    make_app: AppFactory, gateway: ConsoleGateway, form: str
+) -> None:
+    client = make_app(limits_ip="1/minute", trusted_proxies=PROXIES).test_client()
+    assert send(client, 1, peer="198.51.100.7").status_code == 202
+    as_peer = send(client, 2, peer=form)
+    assert (as_peer.status_code, as_peer.get_json()["limit"]) == (429, "ip")
+    forwarded = send(client, 3, peer="10.0.0.5", forwarded=form)
+    assert (forwarded.status_code, forwarded.get_json()["limit"]) == (429, "ip")
+    assert len(gateway.sent) == 1
+
+
 def test_verify_calls_are_limited_per_forwarded_client(make_app: AppFactory) -> None:
     client = make_app(limits_verify_ip="1/minute", trusted_proxies=PROXIES).test_client()
 

@@ -10,6 +10,7 @@ from otp_service.core.keys import Keys
 from otp_service.core.policy import (
     SendLimits,
     parse_windows,
+    site_of,
     subnet_of,
     tightest_window,
     verify_limits,
@@ -52,6 +53,35 @@ def test_parse_windows_uses_limits_notation() -> None:
 )
 def test_subnet_of(ip: str, subnet: str) -> None:
     assert subnet_of(ip) == subnet
+
+
+@pytest.mark.parametrize(
+    ("ip", "bits", "site"),
+    [
+        ("2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::/48"),
+        ("2001:db8:1:2ff:3:4:5:6", 56, "2001:db8:1:200::/56"),
+        ("203.0.113.77", 48, None),
+        ("::ffff:203.0.113.77", 48, None),
+        ("2002:cb00:714d:1::1", 48, None),  # 6to4: the IPv4 host 203.0.113.77
+        ("64:ff9b::cb00:714d", 48, None),  # NAT64
+    ],
+)
+def test_site_of(ip: str, bits: int, site: str | None) -> None:
+    assert site_of(ip, bits) == site
+
+
+def test_ipv4_embedded_forms_are_their_ipv4_subnet() -> None:
+    assert subnet_of("2002:cb00:714d:1::1") == subnet_of("64:ff9b::cb00:714d") == "203.0.113.0/24"
+
+
+def test_an_ipv6_client_passes_its_site_axis_and_an_ipv4_client_has_none() -> None:
+    policy = limits(ipv6_site="60/minute")
+    v6 = policy.address_rules(KEYS, "2001:db8:1:2::9")
+    assert [(r.name, r.key) for r in v6][-1] == (
+        "ipv6_site",
+        "t:limit:ipv6_site:2001:db8:1::/48:60/60s",
+    )
+    assert "ipv6_site" not in {r.name for r in policy.address_rules(KEYS, "203.0.113.7")}
 
 
 def test_a_send_passes_every_axis_in_order() -> None:
