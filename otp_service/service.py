@@ -389,7 +389,7 @@ class OtpService:
         event.phone = phone.e164
         now = self.clock.now()
         tag = phone_tag(self._tag_key, phone.e164)
-        self._pass_bot_gate(event, phone, tag, client_ip, proof, now)
+        waived = self._pass_bot_gate(event, phone, tag, client_ip, proof, now)
         # The content check is pure and cheaper than a store round trip, so it runs before the
         # limits: a blocked template spends no one's quota. The admission stores the code.
         test_code = self._test_codes.get(phone.e164)
@@ -406,7 +406,9 @@ class OtpService:
         # spends its quota: a refusal for money must leave both as they were.
         reservation = None if test_code is not None else self.budget.reserve(phone.region, now)
         try:
-            rate_limit = self._admit(event, phone, tag, purpose, client_ip, now, record)
+            rate_limit = self._admit(
+                event, phone, tag, purpose, client_ip, now, record, captcha_waived=waived
+            )
         except BaseException:
             self.budget.refund(reservation, now)
             raise
@@ -477,13 +479,19 @@ class OtpService:
         client_ip: str | None,
         now: float,
         code: CodeRecord,
+        *,
+        captcha_waived: bool = False,
     ) -> WindowUsage | None:
         """Check every send limit and count the send, in one store step; refuse, or return the
-        caller's tightest window. A shadow rule that would have refused is recorded only."""
+        caller's tightest window. A shadow rule that would have refused is recorded only.
+
+        :param captcha_waived: the adaptive gate let the send in without a captcha; its send
+            signals then refuse here (``captcha_required``) if they filled up since it looked.
+        """
         rules = self._send_limits.rules(
             self.keys, phone_tag=tag, purpose=purpose, prefix=phone.prefix, client_ip=client_ip
         )
-        rules += self.captcha_gate.send_rules(client_ip)
+        rules += self.captcha_gate.send_rules(client_ip, enforce=captcha_waived)
         scopes = scopes_for(phone, client_ip)
         denials = [
             Denial("number_opted_out", self.keys.optout(tag)),
@@ -510,6 +518,11 @@ class OtpService:
         )
         if admission.refused_by == "number_opted_out":
             raise NumberOptedOut("This number has opted out of messages.")
+        signal = self.captcha_gate.tripped_in_admission(admission.refused_by)
+        if signal is not None:
+            event.details.pop("captcha", None)
+            event.details["captcha_signals"] = [signal]
+            raise self._gate_closed(pow_core.level_for(1, self.settings.pow_levels))
         if not admission.allowed:
             raise RateLimited(
                 f"Too many requests ({admission.refused_by}); retry later.",
@@ -896,8 +909,10 @@ class OtpService:
         client_ip: str | None,
         proof: BotProof,
         now: float,
-    ) -> None:
-        """The send pipeline's gate, by ``OTP_CAPTCHA_MODE`` and ``OTP_CAPTCHA_KIND``.
+    ) -> bool:
+        """The send pipeline's gate, by ``OTP_CAPTCHA_MODE`` and ``OTP_CAPTCHA_KIND``; true when
+        the adaptive mode let the send in without a proof (admission then re-checks the send
+        signals atomically, see :meth:`CaptchaGate.send_rules`).
 
         ``adaptive``: a request that brings nothing passes unless a risk signal trips; one that
         brings a proof has it checked like in ``always`` (its user solved one, so a wrong one is
@@ -907,7 +922,7 @@ class OtpService:
         """
         mode = self.settings.captcha_mode
         if mode == "off":
-            return
+            return False
         kinds = self._gate_kinds
         signals: tuple[str, ...] = ()
         if mode == "adaptive" and (proof.empty or "pow" in kinds):
@@ -918,13 +933,14 @@ class OtpService:
                 event.details["captcha_signals"] = list(signals)
             elif proof.empty:
                 event.details["captcha"] = "not_required"
-                return
+                return True
         level = pow_core.level_for(len(signals), self.settings.pow_levels)
         try:
             self._check_proof(event, proof, level=level, now=now)
         except CaptchaInvalid:
             self.captcha_gate.record_failure(now=now, client_ip=client_ip, phone_tag=None)
             raise
+        return False
 
     def _check_proof(self, event: Event, proof: BotProof, *, level: int, now: float) -> None:
         """Check every kind ``OTP_CAPTCHA_KIND`` asks for; notes the outcome on ``event``."""

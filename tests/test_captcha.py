@@ -378,6 +378,50 @@ def test_adaptive_ipv6_site_signal_covers_the_64s_of_one_48(make_harness: MakeHa
     assert h.send("+8613812340003", "2001:db8:8:3::1").status_code == 202
 
 
+@pytest.mark.parametrize(
+    ("signal", "allowance", "address_of"),
+    [
+        pytest.param("captcha_adaptive_ip", 3, lambda i: "203.0.113.9", id="one-address"),
+        pytest.param("captcha_adaptive_subnet", 10, lambda i: f"203.0.113.{i}", id="one-24"),
+        pytest.param(
+            "captcha_adaptive_ipv6_site", 10, lambda i: f"2001:db8:7:{i:x}::1", id="one-48"
+        ),
+    ],
+)
+def test_parallel_captcha_less_sends_pass_at_most_the_signals_allowance(
+    make_harness: MakeHarness, signal: str, allowance: int, address_of: Callable[[int], str]
+) -> None:
+    h = make_harness(**adaptive(**{signal: f"{allowance}/hour"}))
+    workers = 30
+    barrier = threading.Barrier(workers)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def send_without_captcha(index: int) -> None:
+        client = h.client.application.test_client()
+        barrier.wait(timeout=10)
+        response = client.post(
+            "/send-code",
+            json={"phone": f"+86139{index:04d}5678"},
+            environ_base={"REMOTE_ADDR": address_of(index)},
+        )
+        with lock:
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=send_without_captcha, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    passed = statuses.count(202)
+    # At most the allowance, never more. (On a cluster a send may also meet hits that parallel
+    # sends took in another slot and then gave back: refused early, never admitted too often.)
+    assert 1 <= passed <= allowance
+    assert set(statuses) - {202} <= {400, 429}
+    assert len(h.gateway.sent) == passed
+
+
 def test_adaptive_asks_after_failed_verifies_for_a_number(make_harness: MakeHarness) -> None:
     h = make_harness(**adaptive(captcha_adaptive_number_failures="2/hour"))
     assert h.send(PHONE, "203.0.113.1").status_code == 202
