@@ -164,7 +164,8 @@ def captcha_image(challenge_id: str) -> Response:
 @bp.get("/captcha/<challenge_id>.wav")
 def captcha_audio(challenge_id: str) -> Response:
     """The same challenge spoken (accessibility); drawn on first request, then cached."""
-    response = Response(get_service().captcha_audio(challenge_id), mimetype="audio/wav")
+    audio = get_service().captcha_audio(challenge_id, client_ip=client_ip())
+    response = Response(audio, mimetype="audio/wav")
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -33,7 +33,7 @@ from otp_service.core.codes import code_digest, derive_key, generate_code
 from otp_service.core.content import ContentPolicy
 from otp_service.core.keys import Keys, phone_tag
 from otp_service.core.phone import Phone, mask_phone, parse_phone
-from otp_service.core.policy import SendLimits, parse_windows, tightest_window, verify_limits
+from otp_service.core.policy import AddressLimits, SendLimits, parse_windows, tightest_window
 from otp_service.core.tokens import TokenSigner, VerifiedClaim
 from otp_service.errors import (
     CaptchaInvalid,
@@ -231,6 +231,33 @@ class OtpService:
             ipv6_site=self.settings.limits_ipv6_site,
             ipv6_site_bits=self.settings.ipv6_site_bits,
             shadow=self.settings.shadow_rules,
+        )
+        settings = self.settings
+        # Every action a client can repeat cheaply is counted per address, /24 or /64, and IPv6
+        # site, so rotating addresses inside a network gains nothing (docs/limits.md).
+        self._verify_limits = AddressLimits(
+            "verify",
+            ip=settings.limits_verify_ip,
+            subnet=settings.limits_verify_subnet,
+            ipv6_site=settings.limits_verify_ipv6_site,
+            ipv6_site_bits=settings.ipv6_site_bits,
+            shadow=settings.shadow_rules,
+        )
+        self._captcha_limits = AddressLimits(
+            "captcha",
+            ip=settings.limits_captcha_ip,
+            subnet=settings.limits_captcha_subnet,
+            ipv6_site=settings.limits_captcha_ipv6_site,
+            ipv6_site_bits=settings.ipv6_site_bits,
+            shadow=settings.shadow_rules,
+        )
+        self._audio_limits = AddressLimits(
+            "captcha_audio",
+            ip="",
+            subnet=settings.limits_captcha_audio,
+            ipv6_site=settings.limits_captcha_audio,
+            ipv6_site_bits=settings.ipv6_site_bits,
+            shadow=settings.shadow_rules,
         )
         self._test_codes = self.settings.test_codes
         # Delivery reports only come when the provider was given our callback URL.
@@ -635,9 +662,7 @@ class OtpService:
             code_digest(key, phone=phone.e164, purpose=purpose, code=code)
             for key in self._code_keys
         ]
-        limits = verify_limits(
-            self.keys, self.settings.limits_verify_ip, client_ip, self.settings.shadow_rules
-        )
+        limits = self._verify_limits.rules(self.keys, client_ip)
         # Conversions raise a scope's pumping allowance; counted in the same store step.
         counted = phone.e164 not in self._test_codes
         check = self.store.verify_code(
@@ -725,7 +750,8 @@ class OtpService:
         """A fresh one-time challenge. The store keeps the answer's HMAC, the text sealed
         (for the audio variant) and the PNG, under one key that lives ``OTP_CAPTCHA_TTL``.
 
-        :raises RateLimited: ``limit="captcha_ip"``: this address asked for too many.
+        :raises RateLimited: ``limit="captcha_ip"`` (or ``captcha_subnet``,
+            ``captcha_ipv6_site``): this address, or its network, asked for too many.
         """
         event = Event("captcha_create", client_ip=client_ip)
         try:
@@ -755,28 +781,20 @@ class OtpService:
         return Challenge(challenge_id=challenge_id, image_png=record.image_png, expires_in=ttl)
 
     def _count_challenge(self, client_ip: str | None, now: float) -> None:
-        """Count a new challenge (image or proof of work) against the client's address.
+        """Count a new challenge (image or proof of work) against the client's address and its
+        networks (/24 or /64, IPv6 site).
 
-        Drawing an image, or deriving a challenge's key, costs CPU: the address is counted before
-        anything is made.
+        Drawing an image, or deriving a challenge's key, costs CPU and each image ~16 KB of store:
+        the address is counted before anything is made.
         """
-        if client_ip is None:
+        rules = self._captcha_limits.rules(self.keys, client_ip)
+        if not rules:
             return
-        rules = [
-            LimitRule(
-                "captcha_ip",
-                self.keys.limit("captcha_ip", client_ip, w.seconds, w.amount),
-                w.amount,
-                w.seconds,
-                "captcha_ip" in self.settings.shadow_rules,
-            )
-            for w in parse_windows(self.settings.limits_captcha_ip)
-        ]
         admission = self.store.admit(denials=(), limits=rules, now=now, token=uuid.uuid4().hex)
         if not admission.allowed:
             raise RateLimited(
                 "Too many captchas from this client; retry later.",
-                limit="captcha_ip",
+                limit=admission.refused_by,
                 retry_after=retry_after_seconds(admission.retry_after),
             )
 
@@ -793,7 +811,8 @@ class OtpService:
         too, so the challenge is as hard as the send it is for will ask; without, a send that
         trips one of them answers ``captcha_required`` with the ``pow_level`` to ask for.
 
-        :raises RateLimited: ``limit="captcha_ip"``: this address asked for too many challenges.
+        :raises RateLimited: ``limit="captcha_ip"`` (``captcha_subnet``, ``captcha_ipv6_site``):
+            this address, or its network, asked for too many challenges.
         :raises InvalidPhone, RegionNotAllowed: ``phone`` is given and refused.
         """
         event = Event("pow_create", client_ip=client_ip)
@@ -831,7 +850,7 @@ class OtpService:
         """
         return self._live_challenge(challenge_id, self.clock.now()).image_png
 
-    def captcha_audio(self, challenge_id: str) -> bytes:
+    def captcha_audio(self, challenge_id: str, *, client_ip: str | None = None) -> bytes:
         """The WAV of a live challenge: the same text, spoken, for people who cannot see it.
 
         Drawn on the first request (it takes about a quarter of a second) from the sealed text,
@@ -839,8 +858,15 @@ class OtpService:
         request first checks that the challenge is still live, so an answered or expired
         challenge has no audio even while its cached WAV waits for its TTL.
 
+        Each render (not a cached answer) counts against the client's /24 or /64 and IPv6 site
+        (``OTP_LIMITS_CAPTCHA_AUDIO``) before the per-process budget: a flood from one network
+        meets its own limit instead of using up every worker's audio.
+
         :raises NotFound: unknown, used or expired.
+        :raises RateLimited: ``limit="captcha_audio_subnet"`` (``captcha_audio_ipv6_site``): the
+            client's network asked for too much audio; ``captcha_render``: this process's budget.
         """
+        client_ip = canonical_ip(client_ip)
         now = self.clock.now()
         record = self._live_challenge(challenge_id, now)
         key = self.keys.captcha_audio(challenge_id)
@@ -859,10 +885,23 @@ class OtpService:
             if text is None:
                 # Sealed under a key no longer configured: as good as expired.
                 raise NotFound("No such captcha.")
+            self._count_audio(client_ip, now)
             self.render_budget.take("audio")
             audio = self.captcha_renderer.render_audio(text)
             self.store.put(key, audio, ttl=self.settings.captcha_ttl, now=now)
             return audio
+
+    def _count_audio(self, client_ip: str | None, now: float) -> None:
+        rules = self._audio_limits.rules(self.keys, client_ip)
+        if not rules:
+            return
+        admission = self.store.admit(denials=(), limits=rules, now=now, token=uuid.uuid4().hex)
+        if not admission.allowed:
+            raise RateLimited(
+                "Too much captcha audio for this network; retry later.",
+                limit=admission.refused_by,
+                retry_after=retry_after_seconds(admission.retry_after),
+            )
 
     def _live_challenge(self, challenge_id: str, now: float) -> captcha_core.ChallengeRecord:
         if not CAPTCHA_ID_PATTERN.fullmatch(challenge_id):
@@ -1111,9 +1150,7 @@ class OtpService:
         address = canonical_ip(ip)
         if address is not None:
             rules += self._send_limits.address_rules(self.keys, address)
-            rules += verify_limits(
-                self.keys, self.settings.limits_verify_ip, address, self.settings.shadow_rules
-            )
+            rules += self._verify_limits.rules(self.keys, address)
         return _OperatorTarget(
             e164=None if parsed is None else parsed.e164, purpose=purpose, ip=address, rules=rules
         )

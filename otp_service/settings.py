@@ -42,7 +42,13 @@ SHADOWABLE_RULES = frozenset(
         "prefix",
         "global",
         "verify_ip",
+        "verify_subnet",
+        "verify_ipv6_site",
         "captcha_ip",
+        "captcha_subnet",
+        "captcha_ipv6_site",
+        "captcha_audio_subnet",
+        "captcha_audio_ipv6_site",
         "pumping_prefix",
         "pumping_country",
         "pumping_subnet",
@@ -598,6 +604,14 @@ class Settings:
     limits_verify_ip: str = field(
         default="30/minute", metadata=_env(_text, "verify calls per client IP", _check_limits)
     )
+    limits_verify_subnet: str = field(
+        default="90/minute",
+        metadata=_env(_text, "verify calls per /24 (IPv4) or /64 (IPv6)", _check_limits),
+    )
+    limits_verify_ipv6_site: str = field(
+        default="90/minute",
+        metadata=_env(_text, "verify calls per IPv6 site network (a /48)", _check_limits),
+    )
     captcha_mode: str = field(
         default="always",
         metadata=_env(_text, "`always` / `adaptive` / `off`", _check_choice(CAPTCHA_MODES)),
@@ -612,6 +626,26 @@ class Settings:
     limits_captcha_ip: str = field(
         default="20/minute;200/hour",
         metadata=_env(_text, "captcha challenges created per client IP", _check_limits),
+    )
+    limits_captcha_subnet: str = field(
+        default="60/minute;600/hour",
+        metadata=_env(
+            _text, "captcha challenges created per /24 (IPv4) or /64 (IPv6)", _check_limits
+        ),
+    )
+    limits_captcha_ipv6_site: str = field(
+        default="60/minute;600/hour",
+        metadata=_env(
+            _text, "captcha challenges created per IPv6 site network (a /48)", _check_limits
+        ),
+    )
+    limits_captcha_audio: str = field(
+        default="10/minute;100/hour",
+        metadata=_env(
+            _text,
+            "captcha audio renders per /24 or /64, and per IPv6 site network (a /48)",
+            _check_limits,
+        ),
     )
     captcha_adaptive_ip: str = field(
         default="3/hour",

@@ -379,6 +379,56 @@ def test_adaptive_ipv6_site_signal_covers_the_64s_of_one_48(make_harness: MakeHa
 
 
 @pytest.mark.parametrize(
+    ("addresses", "axis"),
+    [
+        pytest.param([f"2001:db8:9:1::{i:x}" for i in range(300)], "captcha_subnet", id="one-64"),
+        pytest.param([f"198.51.100.{i}" for i in range(1, 255)], "captcha_subnet", id="one-24"),
+        pytest.param(
+            [f"2001:db8:9:{i:x}::1" for i in range(300)], "captcha_ipv6_site", id="one-48"
+        ),
+    ],
+)
+def test_rotating_addresses_inside_a_network_cannot_mass_create_challenges(
+    make_harness: MakeHarness, fake_clock: FakeClock, addresses: list[str], axis: str
+) -> None:
+    # The per-process drawing budget is off: the network's own limit is what must hold.
+    h = make_harness(captcha_render_images="")
+    responses = [h.client.post("/captcha", environ_base={"REMOTE_ADDR": a}) for a in addresses]
+    statuses = [r.status_code for r in responses]
+    # 60/minute per /24, /64 and /48 by default, whatever each address's own 20/minute allows.
+    assert statuses == [201] * 60 + [429] * (len(addresses) - 60)
+    assert {r.json["limit"] for r in responses[60:] if r.json} == {axis}
+    assert len(h.renderer.texts) == 60
+    # A neighbouring network is someone else's, and the window moves on.
+    assert (
+        h.client.post("/captcha", environ_base={"REMOTE_ADDR": "2001:db8:a::1"}).status_code == 201
+    )
+    fake_clock.advance(60.5)
+    assert h.client.post("/captcha", environ_base={"REMOTE_ADDR": addresses[-1]}).status_code == 201
+
+
+def test_audio_rendering_is_bounded_per_network(make_harness: MakeHarness) -> None:
+    h = make_harness(captcha_render_audio="", limits_captcha_audio="10/minute")
+    ids = [h.new_captcha(f"198.51.{i}.1")[0] for i in range(15)]
+    statuses = [
+        h.client.get(
+            f"/captcha/{challenge_id}.wav", environ_base={"REMOTE_ADDR": f"2001:db8:9:1::{i:x}"}
+        ).status_code
+        for i, challenge_id in enumerate(ids)
+    ]
+    assert statuses == [200] * 10 + [429] * 5
+    refused = h.client.get(
+        f"/captcha/{ids[-1]}.wav", environ_base={"REMOTE_ADDR": "2001:db8:9:1::ff"}
+    )
+    assert refused.json is not None and refused.json["limit"] == "captcha_audio_subnet"
+    # A rendered challenge is served from the store: asking again costs no render and no quota.
+    again = h.client.get(f"/captcha/{ids[0]}.wav", environ_base={"REMOTE_ADDR": "2001:db8:9:1::1"})
+    assert again.status_code == 200
+    other = h.client.get(f"/captcha/{ids[-1]}.wav", environ_base={"REMOTE_ADDR": "2001:db8:a::1"})
+    assert other.status_code == 200
+
+
+@pytest.mark.parametrize(
     ("signal", "allowance", "address_of"),
     [
         pytest.param("captcha_adaptive_ip", 3, lambda i: "203.0.113.9", id="one-address"),

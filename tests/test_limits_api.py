@@ -24,6 +24,8 @@ NO_LIMITS: dict[str, Any] = {
     "limits_prefix": "",
     "limits_global": "",
     "limits_verify_ip": "",
+    "limits_verify_subnet": "",
+    "limits_verify_ipv6_site": "",
 }
 PROXIES = ("10.0.0.0/8", "fd00::/8")
 AppFactory = Callable[..., Flask]
@@ -288,6 +290,36 @@ def test_ipv6_forms_embedding_an_ipv4_address_count_as_that_address(
     forwarded = send(client, 3, peer="10.0.0.5", forwarded=form)
     assert (forwarded.status_code, forwarded.get_json()["limit"]) == (429, "ip")
     assert len(gateway.sent) == 1
+
+
+def test_rotating_addresses_inside_a_64_cannot_verify_without_limit(
+    make_app: AppFactory,
+) -> None:
+    client = make_app(limits_verify_ip="30/minute", limits_verify_subnet="90/minute").test_client()
+    statuses = [
+        client.post(
+            "/verify",
+            json={"phone": phone(i), "code": "123456"},
+            environ_base={"REMOTE_ADDR": f"2001:db8:9:1::{i:x}"},
+        ).status_code
+        for i in range(200)
+    ]
+    # 400 is code_expired (nothing was sent): the verify ran; 429 is the /64's limit.
+    assert statuses == [400] * 90 + [429] * 110
+
+
+def test_verify_calls_are_limited_per_ipv6_site(make_app: AppFactory) -> None:
+    client = make_app(limits_verify_ipv6_site="5/minute").test_client()
+
+    def verify(peer: str) -> Any:
+        return client.post(
+            "/verify",
+            json={"phone": phone(1), "code": "123456"},
+            environ_base={"REMOTE_ADDR": peer},
+        )
+
+    assert [verify(f"2001:db8:9:{i:x}::1").status_code for i in range(5)] == [400] * 5
+    assert verify("2001:db8:9:ff::1").get_json()["limit"] == "verify_ipv6_site"
 
 
 def test_verify_calls_are_limited_per_forwarded_client(make_app: AppFactory) -> None:

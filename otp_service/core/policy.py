@@ -179,22 +179,45 @@ class SendLimits:
         return LimitRule(axis, key, window.amount, window.seconds, axis in self.shadow)
 
 
-def verify_limits(
-    keys: Keys, spec: str, client_ip: str | None, shadow: frozenset[str]
-) -> list[LimitRule]:
-    """The limits on verify calls (per client IP)."""
-    if client_ip is None:
-        return []
-    return [
-        LimitRule(
-            "verify_ip",
-            keys.limit("verify_ip", client_ip, w.seconds, w.amount),
-            w.amount,
-            w.seconds,
-            "verify_ip" in shadow,
-        )
-        for w in parse_windows(spec)
-    ]
+@dataclass(frozen=True, slots=True)
+class AddressLimits:
+    """The limits on one action per client address, its subnet and (IPv6) its site network.
+
+    An attacker rotating addresses inside a /64 (or /64s inside a /48) passes any per-address
+    limit, so every action a client can repeat cheaply (creating captchas, verifying codes,
+    making the service speak audio) is also counted per /24 or /64 and per IPv6 site, as sends
+    are. Rule names are ``<action>_ip``, ``<action>_subnet`` and ``<action>_ipv6_site``.
+    """
+
+    action: str
+    ip: str
+    subnet: str
+    ipv6_site: str
+    ipv6_site_bits: int = IPV6_SITE_BITS
+    shadow: frozenset[str] = frozenset()
+
+    def rules(self, keys: Keys, client_ip: str | None) -> list[LimitRule]:
+        """Every window the action must pass for ``client_ip``; none without an address."""
+        if client_ip is None:
+            return []
+        subjects = [("ip", client_ip, self.ip), ("subnet", subnet_of(client_ip), self.subnet)]
+        site = site_of(client_ip, self.ipv6_site_bits)
+        if site is not None:
+            subjects.append(("ipv6_site", site, self.ipv6_site))
+        rules: list[LimitRule] = []
+        for axis, subject, spec in subjects:
+            name = f"{self.action}_{axis}"
+            rules += [
+                LimitRule(
+                    name,
+                    keys.limit(name, subject, w.seconds, w.amount),
+                    w.amount,
+                    w.seconds,
+                    name in self.shadow,
+                )
+                for w in parse_windows(spec)
+            ]
+        return rules
 
 
 def tightest_window(usage: Sequence[WindowUsage]) -> WindowUsage | None:
