@@ -1101,8 +1101,8 @@ class OtpService:
         """How full the windows of a number and/or a client address are, counting nothing.
 
         A number shows its resend cooldown and number windows (for ``purpose``) and its range's
-        windows; an address shows its own, its subnet's and its verify windows. The global budget
-        is always shown.
+        windows; an address shows its own, its subnet's and IPv6 site's, and its verify windows on
+        those axes. The global budget is always shown.
 
         :raises InvalidRequest: neither ``phone`` nor ``ip``, or either is malformed.
         """
