@@ -90,6 +90,8 @@ def measure(duration: float, workdir: Path) -> list[dict[str, Any]]:
                 "OTP_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
                 "OTP_CAPTCHA_MODE": "always",
                 "OTP_LIMITS_CAPTCHA_IP": "100000/minute",
+                "OTP_LIMITS_CAPTCHA_SUBNET": "100000/minute",
+                "OTP_LIMITS_CAPTCHA_IPV6_SITE": "100000/minute",
                 "OTP_TRUSTED_PROXIES": "127.0.0.1/32",
                 "OTP_WORKERS": "2",
                 "OTP_BIND": f"127.0.0.1:{port}",

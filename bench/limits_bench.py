@@ -67,6 +67,8 @@ def default_limits() -> SendLimits:
         subnet=settings.limits_subnet,
         prefix=settings.limits_prefix,
         global_=settings.limits_global,
+        ipv6_site=settings.limits_ipv6_site,
+        ipv6_site_bits=settings.ipv6_site_bits,
     )
 
 

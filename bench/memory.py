@@ -46,6 +46,8 @@ def settings(redis_url: str) -> Settings:
         redis_url=redis_url,
         captcha_mode="off",
         limits_captcha_ip="1000000/minute",
+        limits_captcha_subnet="1000000/minute",
+        limits_captcha_ipv6_site="1000000/minute",
         **limits,
     )
 

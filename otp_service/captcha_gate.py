@@ -4,7 +4,8 @@
 for a captcha once any signal trips (thresholds are ``OTP_CAPTCHA_ADAPTIVE_*`` settings; reasons
 for the defaults are in docs/captcha.md):
 
-- ``ip_sends`` / ``subnet_sends``: sends from the client's address or its /24 (/64) in a window;
+- ``ip_sends`` / ``subnet_sends`` / ``ipv6_site_sends``: sends from the client's address, its
+  /24 (/64), or an IPv6 client's site network (a /48) in a window;
 - ``ip_failures`` / ``subnet_failures``: failed verifies and wrong captcha answers from them;
 - ``number_failures``: failed verifies for the number (someone guessing its codes);
 - ``new_range``: no number in the number's range verified recently (pumping rings target ranges
@@ -12,10 +13,16 @@ for the defaults are in docs/captcha.md):
 - ``global_budget``: a global send window is past a share of its limit (a surge, often pumping).
 
 Every signal is a moving window in the store, counted with the same atomic machinery as the
-throttles. Sends are counted inside the send pipeline's own ``admit`` call as shadow rules (no
-extra round trip); failures and verifications are counted on those (rarer) paths; the decision
-is one read of every window (:meth:`Store.window_usage`), taken only when a request comes without
-a captcha. A request that brings a captcha anyway has it checked, so there is nothing to decide.
+throttles. Sends are counted inside the send pipeline's own ``admit`` call (no extra round
+trip); failures and verifications are counted on those (rarer) paths; the decision is one read
+of every window (:meth:`Store.window_usage`), taken only when a request comes without a captcha.
+A request that brings a captcha anyway has it checked, so there is nothing to decide.
+
+The read alone would be a race: parallel captcha-less sends would all read "not full" and then
+all be counted. So a send the read let through without a captcha carries its send signals into
+``admit`` as enforcing rules: the decision and the count are one atomic step, and a signal that
+filled up meanwhile refuses the send there (:meth:`tripped_in_admission`), spending nothing.
+A send with a captcha counts them as shadow rules, which never refuse.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from otp_service.core.keys import Keys
-from otp_service.core.policy import parse_windows, subnet_of
+from otp_service.core.policy import parse_windows, site_of, subnet_of
 from otp_service.errors import OtpError
 from otp_service.settings import Settings
 from otp_service.store import LimitRule, Store
@@ -99,15 +106,35 @@ class CaptchaGate:
 
     # -- counting ------------------------------------------------------------------------------
 
-    def send_rules(self, client_ip: str | None) -> list[LimitRule]:
-        """Shadow rules that count a send per address and subnet, to add to the send's ``admit``."""
+    def send_rules(self, client_ip: str | None, *, enforce: bool = False) -> list[LimitRule]:
+        """Rules that count a send per address and networks, to add to the send's ``admit``.
+
+        :param enforce: the send was let through without a captcha, so a full window must
+            refuse it in the same step that counts it; otherwise the rules only count (shadow).
+        """
         if not self.adaptive or client_ip is None:
             return []
-        subnet = subnet_of(client_ip)
-        return [
-            *self._rules("ip_sends", client_ip, self.settings.captcha_adaptive_ip),
-            *self._rules("subnet_sends", subnet, self.settings.captcha_adaptive_subnet),
+        settings = self.settings
+        shadow = not enforce
+        rules = [
+            *self._rules("ip_sends", client_ip, settings.captcha_adaptive_ip, shadow),
+            *self._rules(
+                "subnet_sends", subnet_of(client_ip), settings.captcha_adaptive_subnet, shadow
+            ),
         ]
+        site = site_of(client_ip, settings.ipv6_site_bits)
+        if site is not None:
+            rules += self._rules(
+                "ipv6_site_sends", site, settings.captcha_adaptive_ipv6_site, shadow
+            )
+        return rules
+
+    @staticmethod
+    def tripped_in_admission(refused_by: str | None) -> str | None:
+        """The send signal that refused an ``admit`` (a captcha is needed after all), if any."""
+        if refused_by is None or not refused_by.startswith(SIGNAL_PREFIX):
+            return None
+        return refused_by.removeprefix(SIGNAL_PREFIX)
 
     def record_failure(self, *, now: float, client_ip: str | None, phone_tag: str | None) -> None:
         """Count a failed verify or a wrong captcha answer (for the address, and the number)."""
@@ -164,15 +191,15 @@ class CaptchaGate:
         key = self._keys.captcha_signal("known_range", prefix, memory)
         return LimitRule(_name("known_range"), key, 1, memory)
 
-    def _rules(self, signal: str, subject: str, spec: str) -> list[LimitRule]:
-        # Shadow: a signal window never refuses the request that is being counted.
+    def _rules(self, signal: str, subject: str, spec: str, shadow: bool = True) -> list[LimitRule]:
+        # Shadow unless enforced: a signal window only refuses a send it let in without a captcha.
         return [
             LimitRule(
                 _name(signal),
                 self._keys.captcha_signal(signal, subject, w.seconds),
                 w.amount,
                 w.seconds,
-                shadow=True,
+                shadow=shadow,
             )
             for w in parse_windows(spec)
         ]

@@ -33,7 +33,7 @@ from otp_service.core.codes import code_digest, derive_key, generate_code
 from otp_service.core.content import ContentPolicy
 from otp_service.core.keys import Keys, phone_tag
 from otp_service.core.phone import Phone, mask_phone, parse_phone
-from otp_service.core.policy import SendLimits, parse_windows, tightest_window, verify_limits
+from otp_service.core.policy import AddressLimits, SendLimits, parse_windows, tightest_window
 from otp_service.core.tokens import TokenSigner, VerifiedClaim
 from otp_service.errors import (
     CaptchaInvalid,
@@ -240,7 +240,36 @@ class OtpService:
             subnet=self.settings.limits_subnet,
             prefix=self.settings.limits_prefix,
             global_=self.settings.limits_global,
+            ipv6_site=self.settings.limits_ipv6_site,
+            ipv6_site_bits=self.settings.ipv6_site_bits,
             shadow=self.settings.shadow_rules,
+        )
+        settings = self.settings
+        # Every action a client can repeat cheaply is counted per address, /24 or /64, and IPv6
+        # site, so rotating addresses inside a network gains nothing (docs/limits.md).
+        self._verify_limits = AddressLimits(
+            "verify",
+            ip=settings.limits_verify_ip,
+            subnet=settings.limits_verify_subnet,
+            ipv6_site=settings.limits_verify_ipv6_site,
+            ipv6_site_bits=settings.ipv6_site_bits,
+            shadow=settings.shadow_rules,
+        )
+        self._captcha_limits = AddressLimits(
+            "captcha",
+            ip=settings.limits_captcha_ip,
+            subnet=settings.limits_captcha_subnet,
+            ipv6_site=settings.limits_captcha_ipv6_site,
+            ipv6_site_bits=settings.ipv6_site_bits,
+            shadow=settings.shadow_rules,
+        )
+        self._audio_limits = AddressLimits(
+            "captcha_audio",
+            ip="",
+            subnet=settings.limits_captcha_audio,
+            ipv6_site=settings.limits_captcha_audio,
+            ipv6_site_bits=settings.ipv6_site_bits,
+            shadow=settings.shadow_rules,
         )
         self._test_codes = self.settings.test_codes
         # Delivery reports only come when the provider was given our callback URL.
@@ -399,7 +428,7 @@ class OtpService:
         event.phone = phone.e164
         now = self.clock.now()
         tag = phone_tag(self._tag_key, phone.e164)
-        self._pass_bot_gate(event, phone, tag, client_ip, proof, now)
+        waived = self._pass_bot_gate(event, phone, tag, client_ip, proof, now)
         # The content check is pure and cheaper than a store round trip, so it runs before the
         # limits: a blocked template spends no one's quota. The admission stores the code.
         test_code = self._test_codes.get(phone.e164)
@@ -416,7 +445,9 @@ class OtpService:
         # spends its quota: a refusal for money must leave both as they were.
         reservation = None if test_code is not None else self.budget.reserve(phone.region, now)
         try:
-            rate_limit = self._admit(event, phone, tag, purpose, client_ip, now, record)
+            rate_limit = self._admit(
+                event, phone, tag, purpose, client_ip, now, record, captcha_waived=waived
+            )
         except BaseException:
             self.budget.refund(reservation, now)
             raise
@@ -487,13 +518,19 @@ class OtpService:
         client_ip: str | None,
         now: float,
         code: CodeRecord,
+        *,
+        captcha_waived: bool = False,
     ) -> WindowUsage | None:
         """Check every send limit and count the send, in one store step; refuse, or return the
-        caller's tightest window. A shadow rule that would have refused is recorded only."""
+        caller's tightest window. A shadow rule that would have refused is recorded only.
+
+        :param captcha_waived: the adaptive gate let the send in without a captcha; its send
+            signals then refuse here (``captcha_required``) if they filled up since it looked.
+        """
         rules = self._send_limits.rules(
             self.keys, phone_tag=tag, purpose=purpose, prefix=phone.prefix, client_ip=client_ip
         )
-        rules += self.captcha_gate.send_rules(client_ip)
+        rules += self.captcha_gate.send_rules(client_ip, enforce=captcha_waived)
         scopes = scopes_for(phone, client_ip)
         denials = [
             Denial("number_opted_out", self.keys.optout(tag)),
@@ -520,6 +557,13 @@ class OtpService:
         )
         if admission.refused_by == "number_opted_out":
             raise NumberOptedOut("This number has opted out of messages.")
+        signal = self.captcha_gate.tripped_in_admission(admission.refused_by)
+        if signal is not None:
+            event.details.pop("captcha", None)
+            event.details["captcha_signals"] = [signal]
+            raise self._gate_closed(
+                pow_core.level_for(1, self.settings.pow_levels), self._gate_kinds((signal,))
+            )
         if not admission.allowed:
             raise RateLimited(
                 f"Too many requests ({admission.refused_by}); retry later.",
@@ -632,9 +676,7 @@ class OtpService:
             code_digest(key, phone=phone.e164, purpose=purpose, code=code)
             for key in self._code_keys
         ]
-        limits = verify_limits(
-            self.keys, self.settings.limits_verify_ip, client_ip, self.settings.shadow_rules
-        )
+        limits = self._verify_limits.rules(self.keys, client_ip)
         # Conversions raise a scope's pumping allowance; counted in the same store step.
         counted = phone.e164 not in self._test_codes
         check = self.store.verify_code(
@@ -722,7 +764,8 @@ class OtpService:
         """A fresh one-time challenge. The store keeps the answer's HMAC, the text sealed
         (for the audio variant) and the PNG, under one key that lives ``OTP_CAPTCHA_TTL``.
 
-        :raises RateLimited: ``limit="captcha_ip"``: this address asked for too many.
+        :raises RateLimited: ``limit="captcha_ip"`` (or ``captcha_subnet``,
+            ``captcha_ipv6_site``): this address, or its network, asked for too many.
         """
         event = Event("captcha_create", client_ip=client_ip)
         try:
@@ -752,28 +795,20 @@ class OtpService:
         return Challenge(challenge_id=challenge_id, image_png=record.image_png, expires_in=ttl)
 
     def _count_challenge(self, client_ip: str | None, now: float) -> None:
-        """Count a new challenge (image or proof of work) against the client's address.
+        """Count a new challenge (image or proof of work) against the client's address and its
+        networks (/24 or /64, IPv6 site).
 
-        Drawing an image, or deriving a challenge's key, costs CPU: the address is counted before
-        anything is made.
+        Drawing an image, or deriving a challenge's key, costs CPU and each image ~16 KB of store:
+        the address is counted before anything is made.
         """
-        if client_ip is None:
+        rules = self._captcha_limits.rules(self.keys, client_ip)
+        if not rules:
             return
-        rules = [
-            LimitRule(
-                "captcha_ip",
-                self.keys.limit("captcha_ip", client_ip, w.seconds, w.amount),
-                w.amount,
-                w.seconds,
-                "captcha_ip" in self.settings.shadow_rules,
-            )
-            for w in parse_windows(self.settings.limits_captcha_ip)
-        ]
         admission = self.store.admit(denials=(), limits=rules, now=now, token=uuid.uuid4().hex)
         if not admission.allowed:
             raise RateLimited(
                 "Too many captchas from this client; retry later.",
-                limit="captcha_ip",
+                limit=admission.refused_by,
                 retry_after=retry_after_seconds(admission.retry_after),
             )
 
@@ -790,7 +825,8 @@ class OtpService:
         too, so the challenge is as hard as the send it is for will ask; without, a send that
         trips one of them answers ``captcha_required`` with the ``pow_level`` to ask for.
 
-        :raises RateLimited: ``limit="captcha_ip"``: this address asked for too many challenges.
+        :raises RateLimited: ``limit="captcha_ip"`` (``captcha_subnet``, ``captcha_ipv6_site``):
+            this address, or its network, asked for too many challenges.
         :raises InvalidPhone, RegionNotAllowed: ``phone`` is given and refused.
         """
         event = Event("pow_create", client_ip=client_ip)
@@ -843,15 +879,22 @@ class OtpService:
         recordings reads the audio (bench/captcha_audio_attack.py), so without it the audio
         would be a cheaper door than the image. Replays of a spoken challenge need none.
 
+        Each render (not a cached answer) counts against the client's /24 or /64 and IPv6 site
+        (``OTP_LIMITS_CAPTCHA_AUDIO``) before the per-process budget: a flood from one network
+        meets its own limit instead of using up every worker's audio.
+
         :raises NotFound: unknown, used or expired.
         :raises CaptchaRequired: no proof of work, or one easier than this address needs.
         :raises CaptchaInvalid: a wrong, used or expired proof of work.
+        :raises RateLimited: ``limit="captcha_audio_subnet"`` (``captcha_audio_ipv6_site``): the
+            client's network asked for too much audio; ``captcha_render``: this process's budget.
         """
+        client_ip = canonical_ip(client_ip)
         now = self.clock.now()
         record = self._live_challenge(challenge_id, now)
         key = self.keys.captcha_audio(challenge_id)
         if self.settings.captcha_audio_pow and self.store.get(key, now=now) is None:
-            level = self._pow_level(canonical_ip(client_ip), None, now)
+            level = self._pow_level(client_ip, None, now)
             self.pow.spend(self.pow.check(altcha, required_level=level, now=now), now=now)
         with self._audio_lock:
             cached = self.store.get(key, now=now)
@@ -868,10 +911,23 @@ class OtpService:
             if text is None:
                 # Sealed under a key no longer configured: as good as expired.
                 raise NotFound("No such captcha.")
+            self._count_audio(client_ip, now)
             self.render_budget.take("audio")
             audio = self.captcha_renderer.render_audio(text)
             self.store.put(key, audio, ttl=self.settings.captcha_ttl, now=now)
             return audio
+
+    def _count_audio(self, client_ip: str | None, now: float) -> None:
+        rules = self._audio_limits.rules(self.keys, client_ip)
+        if not rules:
+            return
+        admission = self.store.admit(denials=(), limits=rules, now=now, token=uuid.uuid4().hex)
+        if not admission.allowed:
+            raise RateLimited(
+                "Too much captcha audio for this network; retry later.",
+                limit=admission.refused_by,
+                retry_after=retry_after_seconds(admission.retry_after),
+            )
 
     def _live_challenge(self, challenge_id: str, now: float) -> captcha_core.ChallengeRecord:
         if not CAPTCHA_ID_PATTERN.fullmatch(challenge_id):
@@ -918,8 +974,10 @@ class OtpService:
         client_ip: str | None,
         proof: BotProof,
         now: float,
-    ) -> None:
-        """The send pipeline's gate, by ``OTP_CAPTCHA_MODE`` and ``OTP_CAPTCHA_KIND``.
+    ) -> bool:
+        """The send pipeline's gate, by ``OTP_CAPTCHA_MODE`` and ``OTP_CAPTCHA_KIND``; true when
+        the adaptive mode let the send in without a proof (admission then re-checks the send
+        signals atomically, see :meth:`CaptchaGate.send_rules`).
 
         ``adaptive``: a request that brings nothing passes unless a risk signal trips; one that
         brings a proof has it checked like in ``always`` (its user solved one, so a wrong one is
@@ -930,7 +988,7 @@ class OtpService:
         """
         mode = self.settings.captcha_mode
         if mode == "off":
-            return
+            return False
         signals: tuple[str, ...] = ()
         may_want_work = self.settings.captcha_kind in ("pow", "both", "auto")
         if mode == "adaptive" and (proof.empty or may_want_work):
@@ -941,13 +999,14 @@ class OtpService:
                 event.details["captcha_signals"] = list(signals)
             elif proof.empty:
                 event.details["captcha"] = "not_required"
-                return
+                return True
         level = pow_core.level_for(len(signals), self.settings.pow_levels)
         try:
             self._check_proof(event, proof, level=level, now=now, kinds=self._gate_kinds(signals))
         except CaptchaInvalid:
             self.captcha_gate.record_failure(now=now, client_ip=client_ip, phone_tag=None)
             raise
+        return False
 
     def _check_proof(
         self,
@@ -1081,8 +1140,8 @@ class OtpService:
         """How full the windows of a number and/or a client address are, counting nothing.
 
         A number shows its resend cooldown and number windows (for ``purpose``) and its range's
-        windows; an address shows its own, its subnet's and its verify windows. The global budget
-        is always shown.
+        windows; an address shows its own, its subnet's and IPv6 site's, and its verify windows on
+        those axes. The global budget is always shown.
 
         :raises InvalidRequest: neither ``phone`` nor ``ip``, or either is malformed.
         """
@@ -1130,9 +1189,7 @@ class OtpService:
         address = canonical_ip(ip)
         if address is not None:
             rules += self._send_limits.address_rules(self.keys, address)
-            rules += verify_limits(
-                self.keys, self.settings.limits_verify_ip, address, self.settings.shadow_rules
-            )
+            rules += self._verify_limits.rules(self.keys, address)
         return _OperatorTarget(
             e164=None if parsed is None else parsed.e164, purpose=purpose, ip=address, rules=rules
         )

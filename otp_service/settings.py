@@ -38,10 +38,17 @@ SHADOWABLE_RULES = frozenset(
         "number",
         "ip",
         "subnet",
+        "ipv6_site",
         "prefix",
         "global",
         "verify_ip",
+        "verify_subnet",
+        "verify_ipv6_site",
         "captcha_ip",
+        "captcha_subnet",
+        "captcha_ipv6_site",
+        "captcha_audio_subnet",
+        "captcha_audio_ipv6_site",
         "pumping_prefix",
         "pumping_country",
         "pumping_subnet",
@@ -590,16 +597,20 @@ class Settings:
     )
     resend_interval: int = field(
         default=60,
-        metadata=_env(_int, "seconds between sends to one number", _check_range(0, 3600)),
+        metadata=_env(
+            _int, "seconds between sends to one number, whatever the purpose", _check_range(0, 3600)
+        ),
     )
     limits_number: str = field(
         default="5/hour;10/day",
         metadata=_env(_text, "per number and purpose, `limits` notation", _check_limits),
     )
     limits_number_total: str = field(
-        default="8/hour;15/day",
+        default="2/minute;8/hour;15/day",
         metadata=_env(
-            _text, "per number across all purposes (purposes are the caller's)", _check_limits
+            _text,
+            "per number across all purposes (purposes are the caller's); 2/minute is Huawei's cap",
+            _check_limits,
         ),
     )
     limits_ip: str = field(
@@ -608,6 +619,22 @@ class Settings:
     limits_subnet: str = field(
         default="30/minute;300/hour",
         metadata=_env(_text, "per /24 (IPv4) or /64 (IPv6)", _check_limits),
+    )
+    limits_ipv6_site: str = field(
+        default="30/minute;300/hour",
+        metadata=_env(
+            _text,
+            "per IPv6 site network (`OTP_IPV6_SITE_BITS`, a /48), over its /64s",
+            _check_limits,
+        ),
+    )
+    ipv6_site_bits: int = field(
+        default=48,
+        metadata=_env(
+            _int,
+            "prefix length of the IPv6 site axis (wider than the /64 subnet)",
+            _check_range(16, 63),
+        ),
     )
     limits_prefix: str = field(
         default="50/hour",
@@ -619,6 +646,14 @@ class Settings:
     )
     limits_verify_ip: str = field(
         default="30/minute", metadata=_env(_text, "verify calls per client IP", _check_limits)
+    )
+    limits_verify_subnet: str = field(
+        default="90/minute",
+        metadata=_env(_text, "verify calls per /24 (IPv4) or /64 (IPv6)", _check_limits),
+    )
+    limits_verify_ipv6_site: str = field(
+        default="90/minute",
+        metadata=_env(_text, "verify calls per IPv6 site network (a /48)", _check_limits),
     )
     captcha_mode: str = field(
         default="always",
@@ -635,6 +670,26 @@ class Settings:
         default="20/minute;200/hour",
         metadata=_env(_text, "captcha challenges created per client IP", _check_limits),
     )
+    limits_captcha_subnet: str = field(
+        default="60/minute;600/hour",
+        metadata=_env(
+            _text, "captcha challenges created per /24 (IPv4) or /64 (IPv6)", _check_limits
+        ),
+    )
+    limits_captcha_ipv6_site: str = field(
+        default="60/minute;600/hour",
+        metadata=_env(
+            _text, "captcha challenges created per IPv6 site network (a /48)", _check_limits
+        ),
+    )
+    limits_captcha_audio: str = field(
+        default="10/minute;100/hour",
+        metadata=_env(
+            _text,
+            "captcha audio renders per /24 or /64, and per IPv6 site network (a /48)",
+            _check_limits,
+        ),
+    )
     captcha_adaptive_ip: str = field(
         default="3/hour",
         metadata=_env(
@@ -644,6 +699,14 @@ class Settings:
     captcha_adaptive_subnet: str = field(
         default="10/hour",
         metadata=_env(_text, "adaptive: sends from one /24 or /64 before a captcha", _check_limits),
+    )
+    captcha_adaptive_ipv6_site: str = field(
+        default="10/hour",
+        metadata=_env(
+            _text,
+            "adaptive: sends from one IPv6 site network (a /48) before a captcha",
+            _check_limits,
+        ),
     )
     captcha_adaptive_ip_failures: str = field(
         default="3/hour",

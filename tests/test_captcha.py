@@ -108,6 +108,7 @@ def adaptive(**overrides: Any) -> dict[str, Any]:
         "captcha_mode": "adaptive",
         "captcha_adaptive_ip": "",
         "captcha_adaptive_subnet": "",
+        "captcha_adaptive_ipv6_site": "",
         "captcha_adaptive_ip_failures": "",
         "captcha_adaptive_subnet_failures": "",
         "captcha_adaptive_number_failures": "",
@@ -377,6 +378,108 @@ def test_adaptive_subnet_signal_covers_neighbours(make_harness: MakeHarness) -> 
     assert h.send("+8613812340002", "203.0.113.2").status_code == 202
     assert code(h.send("+8613812340003", "203.0.113.3")) == "captcha_required"
     assert h.send("+8613812340003", "198.51.100.3").status_code == 202
+
+
+def test_adaptive_ipv6_site_signal_covers_the_64s_of_one_48(make_harness: MakeHarness) -> None:
+    h = make_harness(**adaptive(captcha_adaptive_ipv6_site="2/hour"))
+    assert h.send("+8613812340001", "2001:db8:7:1::1").status_code == 202
+    assert h.send("+8613812340002", "2001:db8:7:2::1").status_code == 202
+    assert code(h.send("+8613812340003", "2001:db8:7:3::1")) == "captcha_required"
+    assert h.send("+8613812340003", "2001:db8:8:3::1").status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("addresses", "axis"),
+    [
+        pytest.param([f"2001:db8:9:1::{i:x}" for i in range(300)], "captcha_subnet", id="one-64"),
+        pytest.param([f"198.51.100.{i}" for i in range(1, 255)], "captcha_subnet", id="one-24"),
+        pytest.param(
+            [f"2001:db8:9:{i:x}::1" for i in range(300)], "captcha_ipv6_site", id="one-48"
+        ),
+    ],
+)
+def test_rotating_addresses_inside_a_network_cannot_mass_create_challenges(
+    make_harness: MakeHarness, fake_clock: FakeClock, addresses: list[str], axis: str
+) -> None:
+    # The per-process drawing budget is off: the network's own limit is what must hold.
+    h = make_harness(captcha_render_images="")
+    responses = [h.client.post("/captcha", environ_base={"REMOTE_ADDR": a}) for a in addresses]
+    statuses = [r.status_code for r in responses]
+    # 60/minute per /24, /64 and /48 by default, whatever each address's own 20/minute allows.
+    assert statuses == [201] * 60 + [429] * (len(addresses) - 60)
+    assert {r.json["limit"] for r in responses[60:] if r.json} == {axis}
+    assert len(h.renderer.texts) == 60
+    # A neighbouring network is someone else's, and the window moves on.
+    assert (
+        h.client.post("/captcha", environ_base={"REMOTE_ADDR": "2001:db8:a::1"}).status_code == 201
+    )
+    fake_clock.advance(60.5)
+    assert h.client.post("/captcha", environ_base={"REMOTE_ADDR": addresses[-1]}).status_code == 201
+
+
+def test_audio_rendering_is_bounded_per_network(make_harness: MakeHarness) -> None:
+    h = make_harness(captcha_render_audio="", limits_captcha_audio="10/minute")
+    ids = [h.new_captcha(f"198.51.{i}.1")[0] for i in range(15)]
+    statuses = [
+        h.client.get(
+            f"/captcha/{challenge_id}.wav", environ_base={"REMOTE_ADDR": f"2001:db8:9:1::{i:x}"}
+        ).status_code
+        for i, challenge_id in enumerate(ids)
+    ]
+    assert statuses == [200] * 10 + [429] * 5
+    refused = h.client.get(
+        f"/captcha/{ids[-1]}.wav", environ_base={"REMOTE_ADDR": "2001:db8:9:1::ff"}
+    )
+    assert refused.json is not None and refused.json["limit"] == "captcha_audio_subnet"
+    # A rendered challenge is served from the store: asking again costs no render and no quota.
+    again = h.client.get(f"/captcha/{ids[0]}.wav", environ_base={"REMOTE_ADDR": "2001:db8:9:1::1"})
+    assert again.status_code == 200
+    other = h.client.get(f"/captcha/{ids[-1]}.wav", environ_base={"REMOTE_ADDR": "2001:db8:a::1"})
+    assert other.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("signal", "allowance", "address_of"),
+    [
+        pytest.param("captcha_adaptive_ip", 3, lambda i: "203.0.113.9", id="one-address"),
+        pytest.param("captcha_adaptive_subnet", 10, lambda i: f"203.0.113.{i}", id="one-24"),
+        pytest.param(
+            "captcha_adaptive_ipv6_site", 10, lambda i: f"2001:db8:7:{i:x}::1", id="one-48"
+        ),
+    ],
+)
+def test_parallel_captcha_less_sends_pass_at_most_the_signals_allowance(
+    make_harness: MakeHarness, signal: str, allowance: int, address_of: Callable[[int], str]
+) -> None:
+    h = make_harness(**adaptive(**{signal: f"{allowance}/hour"}))
+    workers = 30
+    barrier = threading.Barrier(workers)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def send_without_captcha(index: int) -> None:
+        client = h.client.application.test_client()
+        barrier.wait(timeout=10)
+        response = client.post(
+            "/send-code",
+            json={"phone": f"+86139{index:04d}5678"},
+            environ_base={"REMOTE_ADDR": address_of(index)},
+        )
+        with lock:
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=send_without_captcha, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    passed = statuses.count(202)
+    # At most the allowance, never more. (On a cluster a send may also meet hits that parallel
+    # sends took in another slot and then gave back: refused early, never admitted too often.)
+    assert 1 <= passed <= allowance
+    assert set(statuses) - {202} <= {400, 429}
+    assert len(h.gateway.sent) == passed
 
 
 def test_adaptive_asks_after_failed_verifies_for_a_number(make_harness: MakeHarness) -> None:

@@ -50,9 +50,12 @@ def client(
         limits_number="100000/hour",
         limits_ip="100000/minute",
         limits_subnet="100000/minute",
+        limits_ipv6_site="100000/minute",
         limits_prefix="100000/hour",
         limits_global="100000/hour",
         limits_verify_ip="100000/minute",
+        limits_verify_subnet="100000/minute",
+        limits_verify_ipv6_site="100000/minute",
         pumping_floor=0,
     )
     app = create_app(settings, store=MemoryStore(), gateway=gateway, clock=fake_clock)

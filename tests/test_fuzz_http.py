@@ -63,8 +63,13 @@ def client() -> Iterator[FlaskClient]:
         captcha_mode="off",
         limits_ip="1000000/minute",
         limits_subnet="1000000/minute",
+        limits_ipv6_site="1000000/minute",
         limits_verify_ip="1000000/minute",
+        limits_verify_subnet="1000000/minute",
+        limits_verify_ipv6_site="1000000/minute",
         limits_captcha_ip="1000000/minute",
+        limits_captcha_subnet="1000000/minute",
+        limits_captcha_ipv6_site="1000000/minute",
     )
     app = create_app(settings_, store=MemoryStore(), gateway=ConsoleGateway())
     yield app.test_client()

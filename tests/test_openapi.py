@@ -34,7 +34,10 @@ def fuzz_app() -> Flask:
         test_numbers=((TEST_PHONE, TEST_CODE),),
         limits_ip="1000/minute",
         limits_subnet="1000/minute",
+        limits_ipv6_site="1000/minute",
         limits_verify_ip="1000/minute",
+        limits_verify_subnet="1000/minute",
+        limits_verify_ipv6_site="1000/minute",
     )
     return create_app(settings, store=MemoryStore(), gateway=ConsoleGateway())
 

@@ -126,9 +126,12 @@ def _settings(settings_factory: Callable[..., Settings]) -> Settings:
     return settings_factory(
         limits_ip="100000/minute",
         limits_subnet="100000/minute",
+        limits_ipv6_site="100000/minute",
         limits_prefix="100000/hour",
         limits_global="100000/hour",
         limits_verify_ip="100000/minute",
+        limits_verify_subnet="100000/minute",
+        limits_verify_ipv6_site="100000/minute",
     )
 
 

@@ -7,13 +7,15 @@ walked from the right: each trusted proxy appends the address it received the re
 the first hop that is not a trusted proxy is the client. Entries further left were written by the
 client (or by proxies we do not know) and are ignored.
 
-Addresses are returned in canonical text (``2001:db8::1``, IPv4-mapped IPv6 unwrapped) so one
-host cannot dodge its counter by spelling its address differently.
+Addresses are returned in canonical text (``2001:db8::1``, leading zeros of an IPv4 address
+dropped, IPv6 forms that embed an IPv4 address unwrapped to it) so one host cannot dodge its
+counter by spelling its address differently.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
@@ -21,6 +23,11 @@ from otp_service.errors import InvalidRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: A dotted quad whose parts may carry leading zeros (``010.000.000.001``), alone or as the tail
+#: of an IPv6 address (``::ffff:010.0.0.1``).
+#: NAT64's well-known prefix (RFC 6052): ``64:ff9b::a.b.c.d`` is the IPv4 host ``a.b.c.d``.
+NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
+_PADDED_QUAD = re.compile(r"((?:.*:)?)(\d+)\.(\d+)\.(\d+)\.(\d+)", re.ASCII)
 
 
 def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
@@ -39,8 +46,9 @@ def parse_address(text: str) -> IPAddress | None:
     service parses the client's again when it canonicalises what the HTTP layer resolved.
 
     Accepts ``1.2.3.4``, ``1.2.3.4:5678``, ``2001:db8::1``, ``[2001:db8::1]`` and
-    ``[2001:db8::1]:443`` (some proxies append the client's port) and ``fe80::1%eth0`` (zone
-    dropped); rejects ``unknown``, obfuscated identifiers (RFC 7239) and anything else.
+    ``[2001:db8::1]:443`` (some proxies append the client's port), ``fe80::1%eth0`` (zone
+    dropped) and ``010.000.000.001`` (read as ``10.0.0.1``); rejects ``unknown``, obfuscated
+    identifiers (RFC 7239) and anything else.
     """
     text = text.strip()
     if text.startswith("["):
@@ -53,16 +61,51 @@ def parse_address(text: str) -> IPAddress | None:
         if not port.isdigit():
             return None
     try:
-        address = ipaddress.ip_address(text)
+        address = ipaddress.ip_address(_unpad_ipv4(text))
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped
+        embedded = embedded_ipv4(address)
+        if embedded is not None:
+            return embedded
         if address.scope_id is not None:
             # The zone (``%eth0``) names a local interface, not a different host.
             return ipaddress.IPv6Address(int(address))
     return address
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form stands for, counted as that address.
+
+    IPv4-mapped (``::ffff:a.b.c.d``), NAT64 (``64:ff9b::a.b.c.d``), 6to4 (``2002:AABB:CCDD::/48``:
+    the whole /48 belongs to the IPv4 host ``AA.BB.CC.DD``) and Teredo (``2001::/32``, the
+    client's public IPv4 address, obfuscated in the last 32 bits). Without this, one IPv4 host
+    would take a fresh IPv6 identity, and a 6to4 host a /48 of them, per spelling.
+    """
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in NAT64_PREFIX:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    return None
+
+
+def _unpad_ipv4(text: str) -> str:
+    """``010.000.000.001`` → ``10.0.0.1``: leading zeros read as decimal, as proxies write them.
+
+    :mod:`ipaddress` refuses such spellings (some C libraries read them as octal), and a refused
+    hop would fall back to the proxy's address: one client could then take its own counter and
+    the proxy's by re-spelling itself. Read as decimal, every spelling is the one address a
+    client could have written plainly, so the reading gives it nothing.
+    """
+    match = _PADDED_QUAD.fullmatch(text)
+    if match is None:
+        return text
+    head, *parts = match.groups()
+    return head + ".".join(part.lstrip("0") or "0" for part in parts)
 
 
 def forwarded_hops(headers: Iterable[str]) -> list[str]:

@@ -28,8 +28,9 @@ class Keys:
     def code(self, tag: str, purpose: str) -> str:
         return f"{self.prefix}{{{tag}}}:code:{purpose}"
 
-    def cooldown(self, tag: str, purpose: str) -> str:
-        return f"{self.prefix}{{{tag}}}:cooldown:{purpose}"
+    def cooldown(self, tag: str) -> str:
+        """The resend cooldown of one number, shared by every purpose (purposes are free text)."""
+        return f"{self.prefix}{{{tag}}}:cooldown"
 
     def optout(self, tag: str) -> str:
         return f"{self.prefix}{{{tag}}}:optout"

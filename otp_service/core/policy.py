@@ -2,8 +2,9 @@
 
 Limits are written in the ``limits`` package's notation (``10/minute;100/hour``) and parsed by it;
 the windows are moving windows, enforced atomically by the store (see ``store/lua/common.lua``).
-Every axis an attacker can rotate has its own limit: the number, the client IP, its subnet, the
-number range, and the global budget. Why each default is what it is: ``docs/limits.md``.
+Every axis an attacker can rotate has its own limit: the number, the client IP, its subnet, an
+IPv6 client's wider site network, the number range, and the global budget. Why each default is
+what it is: ``docs/limits.md``.
 """
 
 from __future__ import annotations
@@ -15,17 +16,21 @@ from functools import lru_cache
 
 from limits import parse_many
 
+from otp_service.core.client_ip import embedded_ipv4
 from otp_service.core.keys import Keys
 from otp_service.store.base import LimitRule, WindowUsage
 
 #: Send-side axes, in the order they are reported when several refuse with equal waits.
-SEND_AXES = ("number", "ip", "subnet", "prefix", "global")
+SEND_AXES = ("number", "ip", "subnet", "ipv6_site", "prefix", "global")
 IPV4_SUBNET_BITS = 24
 IPV6_SUBNET_BITS = 64
-#: Axes whose figures a caller may see in ``RateLimit-*`` headers: its own address and subnet.
+#: The default width of the IPv6 site axis (``OTP_IPV6_SITE_BITS``): what hosting providers and
+#: many ISPs hand one customer (RFC 6177), so the /64s inside it are one owner's to rotate.
+IPV6_SITE_BITS = 48
+#: Axes whose figures a caller may see in ``RateLimit-*`` headers: its own address and networks.
 #: The number, range and global windows count other people's traffic (who was sent codes, how
 #: close the budget is to tripping), so they never leave the service except as a refusal.
-HEADER_AXES = frozenset({"ip", "subnet"})
+HEADER_AXES = frozenset({"ip", "subnet", "ipv6_site"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +58,38 @@ def parse_windows(spec: str) -> tuple[Window, ...]:
     return tuple(dict.fromkeys(windows))
 
 
-def subnet_of(ip: str) -> str:
-    """The /24 (IPv4) or /64 (IPv6) holding ``ip``, the unit a botnet's neighbours share."""
+def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     address = ipaddress.ip_address(ip)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    bits = IPV4_SUBNET_BITS if address.version == 4 else IPV6_SUBNET_BITS
+    if isinstance(address, ipaddress.IPv6Address):
+        return embedded_ipv4(address) or address
+    return address
+
+
+def _network_text(address: ipaddress.IPv4Address | ipaddress.IPv6Address, bits: int) -> str:
     # The network address from the integer: the same text as ``ip_network(...)`` at half the
     # cost (a send asks for its client's subnet up to three times).
     host_bits = address.max_prefixlen - bits
     return f"{type(address)(int(address) >> host_bits << host_bits)}/{bits}"
+
+
+def subnet_of(ip: str) -> str:
+    """The /24 (IPv4) or /64 (IPv6) holding ``ip``, the unit a botnet's neighbours share.
+
+    An IPv6 form embedding an IPv4 address (mapped, NAT64, 6to4, Teredo) is that address's /24.
+    """
+    address = _address(ip)
+    return _network_text(address, IPV4_SUBNET_BITS if address.version == 4 else IPV6_SUBNET_BITS)
+
+
+def site_of(ip: str, bits: int = IPV6_SITE_BITS) -> str | None:
+    """The IPv6 network of ``bits`` (a /48 by default) holding ``ip``; ``None`` for IPv4.
+
+    An IPv6 host picks a new /64 as easily as a new address when its provider gave it a /48 or
+    a /56, so the /64 subnet axis alone does not hold it. IPv4 has no wider axis: a /24 is
+    already what one owner gets.
+    """
+    address = _address(ip)
+    return None if address.version == 4 else _network_text(address, bits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +103,8 @@ class SendLimits:
     subnet: str
     prefix: str
     global_: str
+    ipv6_site: str = ""
+    ipv6_site_bits: int = IPV6_SITE_BITS
     shadow: frozenset[str] = frozenset()
 
     def rules(
@@ -96,13 +125,18 @@ class SendLimits:
         return rules
 
     def number_rules(self, keys: Keys, *, phone_tag: str, purpose: str) -> list[LimitRule]:
-        """The resend cooldown (a 1-per-interval window) and the number's own windows."""
+        """The resend cooldown (a 1-per-interval window) and the number's own windows.
+
+        The cooldown holds across purposes: ``purpose`` is the caller's free text, so a cooldown
+        per purpose would let anyone rotating it (``a1``, ``a2`` …) flood one phone. A purpose
+        keeps its own, longer windows (``OTP_LIMITS_NUMBER``).
+        """
         rules: list[LimitRule] = []
         if self.resend_interval > 0:
             rules.append(
                 LimitRule(
                     "number",
-                    keys.cooldown(phone_tag, purpose),
+                    keys.cooldown(phone_tag),
                     1,
                     self.resend_interval,
                     "number" in self.shadow,
@@ -119,10 +153,13 @@ class SendLimits:
         return rules
 
     def address_rules(self, keys: Keys, client_ip: str) -> list[LimitRule]:
-        """The client address's windows and its subnet's."""
-        return self._axis("ip", keys, client_ip, self.ip) + self._axis(
-            "subnet", keys, subnet_of(client_ip), self.subnet
-        )
+        """The client address's windows, its subnet's and (IPv6) its site network's."""
+        rules = self._axis("ip", keys, client_ip, self.ip)
+        rules += self._axis("subnet", keys, subnet_of(client_ip), self.subnet)
+        site = site_of(client_ip, self.ipv6_site_bits)
+        if site is not None:
+            rules += self._axis("ipv6_site", keys, site, self.ipv6_site)
+        return rules
 
     def prefix_rules(self, keys: Keys, prefix: str) -> list[LimitRule]:
         """The windows of one number range (E.164 without its last digits)."""
@@ -142,22 +179,45 @@ class SendLimits:
         return LimitRule(axis, key, window.amount, window.seconds, axis in self.shadow)
 
 
-def verify_limits(
-    keys: Keys, spec: str, client_ip: str | None, shadow: frozenset[str]
-) -> list[LimitRule]:
-    """The limits on verify calls (per client IP)."""
-    if client_ip is None:
-        return []
-    return [
-        LimitRule(
-            "verify_ip",
-            keys.limit("verify_ip", client_ip, w.seconds, w.amount),
-            w.amount,
-            w.seconds,
-            "verify_ip" in shadow,
-        )
-        for w in parse_windows(spec)
-    ]
+@dataclass(frozen=True, slots=True)
+class AddressLimits:
+    """The limits on one action per client address, its subnet and (IPv6) its site network.
+
+    An attacker rotating addresses inside a /64 (or /64s inside a /48) passes any per-address
+    limit, so every action a client can repeat cheaply (creating captchas, verifying codes,
+    making the service speak audio) is also counted per /24 or /64 and per IPv6 site, as sends
+    are. Rule names are ``<action>_ip``, ``<action>_subnet`` and ``<action>_ipv6_site``.
+    """
+
+    action: str
+    ip: str
+    subnet: str
+    ipv6_site: str
+    ipv6_site_bits: int = IPV6_SITE_BITS
+    shadow: frozenset[str] = frozenset()
+
+    def rules(self, keys: Keys, client_ip: str | None) -> list[LimitRule]:
+        """Every window the action must pass for ``client_ip``; none without an address."""
+        if client_ip is None:
+            return []
+        subjects = [("ip", client_ip, self.ip), ("subnet", subnet_of(client_ip), self.subnet)]
+        site = site_of(client_ip, self.ipv6_site_bits)
+        if site is not None:
+            subjects.append(("ipv6_site", site, self.ipv6_site))
+        rules: list[LimitRule] = []
+        for axis, subject, spec in subjects:
+            name = f"{self.action}_{axis}"
+            rules += [
+                LimitRule(
+                    name,
+                    keys.limit(name, subject, w.seconds, w.amount),
+                    w.amount,
+                    w.seconds,
+                    name in self.shadow,
+                )
+                for w in parse_windows(spec)
+            ]
+        return rules
 
 
 def tightest_window(usage: Sequence[WindowUsage]) -> WindowUsage | None:

@@ -33,7 +33,7 @@ def test_digest_binds_code_to_number_purpose_and_key() -> None:
 def test_keys_never_contain_the_number_and_share_a_hash_tag() -> None:
     tag = phone_tag(b"k" * 32, "+8613812345678")
     keys = Keys("otp:")
-    code_key, cooldown_key = keys.code(tag, "login"), keys.cooldown(tag, "login")
+    code_key, cooldown_key = keys.code(tag, "login"), keys.cooldown(tag)
     assert "13812345678" not in code_key
     assert code_key.split("}")[0] == cooldown_key.split("}")[0] == "otp:{" + tag
 

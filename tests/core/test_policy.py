@@ -8,11 +8,12 @@ import pytest
 
 from otp_service.core.keys import Keys
 from otp_service.core.policy import (
+    AddressLimits,
     SendLimits,
     parse_windows,
+    site_of,
     subnet_of,
     tightest_window,
-    verify_limits,
 )
 from otp_service.store import LimitRule, WindowUsage
 
@@ -54,6 +55,35 @@ def test_subnet_of(ip: str, subnet: str) -> None:
     assert subnet_of(ip) == subnet
 
 
+@pytest.mark.parametrize(
+    ("ip", "bits", "site"),
+    [
+        ("2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::/48"),
+        ("2001:db8:1:2ff:3:4:5:6", 56, "2001:db8:1:200::/56"),
+        ("203.0.113.77", 48, None),
+        ("::ffff:203.0.113.77", 48, None),
+        ("2002:cb00:714d:1::1", 48, None),  # 6to4: the IPv4 host 203.0.113.77
+        ("64:ff9b::cb00:714d", 48, None),  # NAT64
+    ],
+)
+def test_site_of(ip: str, bits: int, site: str | None) -> None:
+    assert site_of(ip, bits) == site
+
+
+def test_ipv4_embedded_forms_are_their_ipv4_subnet() -> None:
+    assert subnet_of("2002:cb00:714d:1::1") == subnet_of("64:ff9b::cb00:714d") == "203.0.113.0/24"
+
+
+def test_an_ipv6_client_passes_its_site_axis_and_an_ipv4_client_has_none() -> None:
+    policy = limits(ipv6_site="60/minute")
+    v6 = policy.address_rules(KEYS, "2001:db8:1:2::9")
+    assert [(r.name, r.key) for r in v6][-1] == (
+        "ipv6_site",
+        "t:limit:ipv6_site:2001:db8:1::/48:60/60s",
+    )
+    assert "ipv6_site" not in {r.name for r in policy.address_rules(KEYS, "203.0.113.7")}
+
+
 def test_a_send_passes_every_axis_in_order() -> None:
     rules = limits().rules(
         KEYS, phone_tag="tag", purpose="login", prefix="+861381234", client_ip="203.0.113.7"
@@ -92,13 +122,23 @@ def test_shadow_marks_every_window_of_the_named_axes() -> None:
         KEYS, phone_tag="tag", purpose="p", prefix="+86138", client_ip="203.0.113.7"
     )
     assert {r.name for r in rules if r.shadow} == {"number", "subnet"}
-    assert verify_limits(KEYS, "30/minute", "203.0.113.7", frozenset({"verify_ip"}))[0].shadow
+    verify = AddressLimits("verify", "30/minute", "", "", shadow=frozenset({"verify_ip"}))
+    assert verify.rules(KEYS, "203.0.113.7")[0].shadow
 
 
-def test_verify_limits_are_per_client_address() -> None:
-    (rule,) = verify_limits(KEYS, "30/minute", "203.0.113.7", frozenset())
-    assert (rule.name, rule.amount, rule.window) == ("verify_ip", 30, 60)
-    assert verify_limits(KEYS, "30/minute", None, frozenset()) == []
+def test_address_limits_count_the_address_its_subnet_and_an_ipv6_site() -> None:
+    verify = AddressLimits("verify", ip="30/minute", subnet="90/minute", ipv6_site="120/hour")
+    v4 = verify.rules(KEYS, "203.0.113.7")
+    assert [(r.name, r.key) for r in v4] == [
+        ("verify_ip", "t:limit:verify_ip:203.0.113.7:30/60s"),
+        ("verify_subnet", "t:limit:verify_subnet:203.0.113.0/24:90/60s"),
+    ]
+    v6 = verify.rules(KEYS, "2001:db8:1:2::9")
+    assert [(r.name, r.key) for r in v6][1:] == [
+        ("verify_subnet", "t:limit:verify_subnet:2001:db8:1:2::/64:90/60s"),
+        ("verify_ipv6_site", "t:limit:verify_ipv6_site:2001:db8:1::/48:120/3600s"),
+    ]
+    assert verify.rules(KEYS, None) == []
 
 
 def usage(name: str, amount: int, used: int, reset: float, shadow: bool = False) -> WindowUsage:
