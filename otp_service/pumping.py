@@ -14,8 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from otp_service.core.codes import derive_key
-from otp_service.core.keys import Keys, phone_tag
+from otp_service.core.keys import Keys, every_tag, phone_tag
 from otp_service.core.phone import Phone
 from otp_service.core.policy import subnet_of
 from otp_service.core.pumping import (
@@ -96,9 +95,9 @@ class PumpingDefence:
         self.thresholds = thresholds_from(settings)
         self.shadow = settings.shadow_rules
         self.enabled = settings.pumping_floor > 0
-        assert settings.secret_key is not None  # noqa: S101 - Settings always fills it
-        # Derived exactly as the service derives it, so an allow-listed number matches its sends.
-        self._tag_key = derive_key(settings.secret_key, "phone-tag")
+        # Derived exactly as the service derives them, so an allow-listed number matches its
+        # sends; entries are written under the current key and found under every fallback too.
+        self._tag_keys = settings.tag_keys
 
     # -- the send and verify paths --------------------------------------------------------------
 
@@ -108,10 +107,12 @@ class PumpingDefence:
             return []
         return [Denial(s.rule, self.keys.pumping_block(s.kind, s.value)) for s in scopes]
 
-    def allow_listed(self, phone_tag: str, client_ip: str | None, now: float) -> bool:
-        """Whether an operator exempted this number or subnet (asked only after a block refused)."""
-        if self.store.get(self.keys.pumping_allow("number", phone_tag), now=now) is not None:
-            return True
+    def allow_listed(self, e164: str, client_ip: str | None, now: float) -> bool:
+        """Whether an operator exempted this number (under any configured key) or subnet; asked
+        only after a block refused."""
+        for tag in every_tag(self._tag_keys, e164):
+            if self.store.get(self.keys.pumping_allow("number", tag), now=now) is not None:
+                return True
         if not client_ip:
             return False
         subnet = subnet_of(client_ip)
@@ -218,14 +219,19 @@ class PumpingDefence:
         return stored
 
     def disallow(self, kind: str, value: str) -> bool:
-        """Remove an allow-list entry given as :meth:`allow` takes it."""
-        stored = self._allow_value(kind, value)
-        return self.store.delete(self.keys.pumping_allow(kind, stored)) > 0
+        """Remove an allow-list entry given as :meth:`allow` takes it (a number's under every
+        configured key)."""
+        _check_kind(kind, ALLOW_KINDS)
+        if kind == "number":
+            stored = every_tag(self._tag_keys, value)
+        else:
+            stored = [self._allow_value(kind, value)]
+        return self.store.delete(*(self.keys.pumping_allow(kind, v) for v in stored)) > 0
 
     def _allow_value(self, kind: str, value: str) -> str:
         _check_kind(kind, ALLOW_KINDS)
         if kind == "number":
-            return phone_tag(self._tag_key, value)
+            return phone_tag(self._tag_keys[0], value)
         try:
             network = ipaddress.ip_network(value, strict=False)
         except ValueError:

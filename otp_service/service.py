@@ -20,7 +20,7 @@ from typing import Any
 
 from otp_service.audit import AuditLog, Event
 from otp_service.budget import Budget
-from otp_service.callbacks import record_sent
+from otp_service.callbacks import carry_optout, record_sent
 from otp_service.captcha_gate import CaptchaGate
 from otp_service.captcha_render import CaptchaRenderer, DefaultRenderer, ImageRenderer
 from otp_service.captcha_style import CaptchaStyle
@@ -31,7 +31,7 @@ from otp_service.core import pow as pow_core
 from otp_service.core.client_ip import IPNetwork, canonical_ip, parse_networks
 from otp_service.core.codes import code_digest, derive_key, generate_code
 from otp_service.core.content import ContentPolicy
-from otp_service.core.keys import Keys, phone_tag
+from otp_service.core.keys import Keys, every_tag, phone_tag
 from otp_service.core.phone import Phone, mask_phone, parse_phone
 from otp_service.core.policy import SendLimits, parse_windows, tightest_window, verify_limits
 from otp_service.core.tokens import TokenSigner, VerifiedClaim
@@ -204,7 +204,10 @@ class OtpService:
         self.audit = audit or AuditLog(derive_key(secret, "audit"))
         self.metrics = metrics or Metrics()
         self.audit.subscribe(self.metrics)
-        self._tag_key = derive_key(secret, "phone-tag")
+        # Numbers are keyed under the current key; what must outlive a rotation (opt-outs,
+        # allow-lists, blocks) is also looked for under every fallback (docs/operations.md).
+        self._tag_keys = self.settings.tag_keys
+        self._tag_key = self._tag_keys[0]
         # Answers are checked, and texts unsealed, under every key (current first): a rotation
         # keeps the challenges in flight.
         self._captcha_keys = [
@@ -483,16 +486,17 @@ class OtpService:
         )
         rules += self.captcha_gate.send_rules(client_ip)
         scopes = scopes_for(phone, client_ip)
-        denials = [
-            Denial("number_opted_out", self.keys.optout(tag)),
-            *self.pumping.denials(scopes),
+        optouts = [
+            Denial("number_opted_out", self.keys.optout(t))
+            for t in every_tag(self._tag_keys, phone.e164)
         ]
+        denials = [*optouts, *self.pumping.denials(scopes)]
         admission = self.store.admit(
             denials=denials, limits=rules, now=now, token=uuid.uuid4().hex, code=code
         )
         blocked_by = admission.refused_by
         if blocked_by is not None and blocked_by.startswith("pumping_"):
-            if not self.pumping.allow_listed(tag, client_ip, now):
+            if not self.pumping.allow_listed(phone.e164, client_ip, now):
                 raise RateLimited(
                     f"Too many unverified codes in this {blocked_by[8:]}; retry later.",
                     limit=blocked_by,
@@ -501,12 +505,13 @@ class OtpService:
             # An operator exempted this number or subnet: admit it past the scope's block.
             event.details["pumping_allow_listed"] = blocked_by
             admission = self.store.admit(
-                denials=denials[:1], limits=rules, now=now, token=uuid.uuid4().hex, code=code
+                denials=optouts, limits=rules, now=now, token=uuid.uuid4().hex, code=code
             )
         event.details["shadowed"] = (
             list(self.captcha_gate.without_signals(admission.shadowed)) or None
         )
         if admission.refused_by == "number_opted_out":
+            self._carry_optout(phone, now)
             raise NumberOptedOut("This number has opted out of messages.")
         if not admission.allowed:
             raise RateLimited(
@@ -515,6 +520,20 @@ class OtpService:
                 retry_after=retry_after_seconds(admission.retry_after),
             )
         return tightest_window(admission.usage)
+
+    def _carry_optout(self, phone: Phone, now: float) -> None:
+        """Keep an opt-out found under a fallback key once that key is gone (best effort: the
+        refusal stands whatever the store says)."""
+        try:
+            carry_optout(
+                self.store,
+                self.keys,
+                every_tag(self._tag_keys, phone.e164),
+                now=now,
+                optout_ttl=self.settings.optout_ttl,
+            )
+        except StoreUnavailable:
+            log.warning("opt-out not carried to the current key: the store failed")
 
     def _count_pumping(self, event: Event, phone: Phone, client_ip: str | None, now: float) -> None:
         """Count a sent message per scope; audit each scope that trips (blocked or shadowed).

@@ -11,12 +11,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Sequence
 
 
 def phone_tag(key: bytes, e164: str) -> str:
     """A stable, keyed, non-reversible identifier of a number (20 base32 characters)."""
     digest = hmac.new(key, e164.encode(), hashlib.sha256).digest()[:12]
     return base64.b32encode(digest).decode().rstrip("=").lower()
+
+
+def every_tag(keys: Sequence[bytes], e164: str) -> list[str]:
+    """The tags of a number under each key (current first, no repeats): state that must outlive
+    a key rotation is looked for under all of them."""
+    return list(dict.fromkeys(phone_tag(key, e164) for key in keys))
 
 
 class Keys:
