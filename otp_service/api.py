@@ -244,11 +244,17 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
+    service = get_service()
     try:
-        get_service().ready()
+        service.ready()
+        # Ready either way: a store without persistence serves, but a restart would lose state.
+        warning = service.persistence_warning()
     except StoreUnavailable:
         raise StoreUnavailable("The state store is unreachable; not ready.") from None
-    return json_response({"status": "ready"})
+    body: dict[str, object] = {"status": "ready"}
+    if warning is not None:
+        body["warnings"] = [warning]
+    return json_response(body)
 
 
 @bp.get("/metrics")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from otp_service.errors import ConfigurationError, OtpError
+from otp_service.errors import ConfigurationError, OtpError, StoreUnavailable
 from otp_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -99,12 +99,38 @@ def check_config() -> None:
     else:
         warnings += [f"the sidecar (gunicorn) would refuse this: {p}" for p in sidecar]
     _exit_on_problems(problems)
+    warnings += _persistence_warnings(settings)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     for name, value in settings.describe().items():
         click.echo(f"{name}={value}")
     noun = "warning" if len(warnings) == 1 else "warnings"
     click.echo(f"configuration ok{f' ({len(warnings)} {noun})' if warnings else ''}", err=True)
+
+
+def _persistence_warnings(settings: Settings) -> list[str]:
+    """In production, whether the configured Redis keeps what must survive its restart.
+
+    A warning, not an error: the server may persist in a way ``CONFIG`` does not show (a managed
+    service, replicas), and an unreachable store may just not be up yet.
+    """
+    if settings.env != "production" or settings.redis_url is None:
+        return []
+    from otp_service.store import store_from_url
+    from otp_service.store.base import PersistenceReport
+
+    unreachable = ["OTP_REDIS_URL: unreachable, so its persistence was not checked"]
+    try:
+        store = store_from_url(settings.redis_url)
+    except StoreUnavailable:
+        return unreachable
+    try:
+        warning = store.persistence_warning() if isinstance(store, PersistenceReport) else None
+    except StoreUnavailable:
+        return unreachable
+    finally:
+        store.close()
+    return [] if warning is None else [f"OTP_REDIS_URL: {warning}"]
 
 
 def _production_server_problems(env: str, workers: int) -> list[str]:

@@ -214,7 +214,19 @@ def _schemas(code_length: int) -> dict[str, JSONSchema]:
             ("phone", "purpose", "verified_at", "expires_at"),
             closed=False,
         ),
-        "Status": _object({"status": _string("ok / ready.")}, ("status",), closed=False),
+        "Status": _object(
+            {
+                "status": _string("ok / ready."),
+                "warnings": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "/readyz in production: why a restart of the store would "
+                    "lose durable state (e.g. Redis without persistence). Ready all the same.",
+                },
+            },
+            ("status",),
+            closed=False,
+        ),
         "ProviderCallback": {
             "type": "object",
             "description": "The provider's URL-encoded form, fields as its documentation gives.",

@@ -60,7 +60,7 @@ from otp_service.render_budget import RenderBudget
 from otp_service.settings import Settings
 from otp_service.sms import SmsGateway, SmsMessage, gateway_from_settings
 from otp_service.store import CodeStatus, Denial, LimitRule, Store, WindowUsage, store_from_url
-from otp_service.store.base import CodeRecord
+from otp_service.store.base import CodeRecord, PersistenceReport
 from otp_service.store.redis import retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -257,6 +257,7 @@ class OtpService:
             levels=self.settings.pow_levels,
             ttl=self.settings.captcha_ttl,
         )
+        self._persistence_warned = False
         #: ``OTP_TRUSTED_PROXIES`` parsed once; the HTTP layer resolves client addresses with it.
         self.trusted_proxies: tuple[IPNetwork, ...] = parse_networks(self.settings.trusted_proxies)
 
@@ -1122,3 +1123,19 @@ class OtpService:
     def ready(self) -> None:
         """Raise :class:`StoreUnavailable` unless the store answers."""
         self.store.ping()
+
+    def persistence_warning(self) -> str | None:
+        """In production, why a restart of the store would lose what must be durable
+        (opt-outs, consumed token ids, allow-lists, blocks), or ``None``.
+
+        Logged once per process; asked by ``/readyz`` and ``check-config``.
+
+        :raises StoreUnavailable: the store cannot be reached.
+        """
+        if self.settings.env != "production" or not isinstance(self.store, PersistenceReport):
+            return None
+        warning = self.store.persistence_warning()
+        if warning is not None and not self._persistence_warned:
+            self._persistence_warned = True
+            log.warning("%s", warning)
+        return warning
