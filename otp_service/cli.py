@@ -230,8 +230,10 @@ def abuse_blocks() -> None:
     for block in blocks:
         record = block.record
         left = max(0, int(float(str(record.get("until", now))) - now))
+        # A range is shown masked, followed by the id `abuse lift` takes.
+        name = block.value if block.shown == block.value else f"{block.shown} ({block.value})"
         click.echo(
-            f"{block.kind} {block.value}: {record.get('rule')} — sent {record.get('sent')}, "
+            f"{block.kind} {name}: {record.get('rule')} — sent {record.get('sent')}, "
             f"verified {record.get('verified')}, allowance {record.get('allowance')}, "
             f"strike {record.get('strikes')}, {left} s left"
         )
@@ -241,7 +243,8 @@ def abuse_blocks() -> None:
 @click.argument("kind", type=click.Choice(["prefix", "country", "subnet"]))
 @click.argument("value")
 def abuse_lift(kind: str, value: str) -> None:
-    """Lift the block of a scope (as `abuse blocks` shows it), and forget its strikes."""
+    """Lift the block of a scope (as `abuse blocks` shows it: a range by its id, or in clear as
+    E.164 without its last four digits), and forget its strikes."""
     lifted = _abuse_service().pumping.lift(kind, value)
     click.echo("block lifted" if lifted else "no such block")
 

@@ -31,7 +31,7 @@ from otp_service.core import pow as pow_core
 from otp_service.core.client_ip import IPNetwork, canonical_ip, parse_networks
 from otp_service.core.codes import code_digest, derive_key, generate_code
 from otp_service.core.content import ContentPolicy
-from otp_service.core.keys import Keys, every_tag, phone_tag
+from otp_service.core.keys import Keys, every_tag, phone_tag, range_tag
 from otp_service.core.phone import Phone, mask_phone, parse_phone
 from otp_service.core.policy import SendLimits, parse_windows, tightest_window, verify_limits
 from otp_service.core.tokens import TokenSigner, VerifiedClaim
@@ -55,7 +55,7 @@ from otp_service.errors import (
 )
 from otp_service.metrics import Metrics
 from otp_service.pow_gate import ProofOfWork
-from otp_service.pumping import Decision, PumpingDefence, scopes_for
+from otp_service.pumping import Decision, PumpingDefence
 from otp_service.render_budget import RenderBudget
 from otp_service.settings import Settings
 from otp_service.sms import SmsGateway, SmsMessage, gateway_from_settings
@@ -438,6 +438,10 @@ class OtpService:
             rate_limit=rate_limit,
         )
 
+    def _range(self, phone: Phone) -> str:
+        """The number's range as store keys name it: a keyed hash, never the digits."""
+        return range_tag(self._tag_key, phone.prefix)
+
     def _remember_delivery(
         self, message_id: str | None, tag: str, purpose: str, now: float
     ) -> None:
@@ -483,10 +487,14 @@ class OtpService:
         """Check every send limit and count the send, in one store step; refuse, or return the
         caller's tightest window. A shadow rule that would have refused is recorded only."""
         rules = self._send_limits.rules(
-            self.keys, phone_tag=tag, purpose=purpose, prefix=phone.prefix, client_ip=client_ip
+            self.keys,
+            phone_tag=tag,
+            purpose=purpose,
+            prefix=self._range(phone),
+            client_ip=client_ip,
         )
         rules += self.captcha_gate.send_rules(client_ip)
-        scopes = scopes_for(phone, client_ip)
+        scopes = self.pumping.scopes_for(phone, client_ip)
         optouts = [
             Denial("number_opted_out", self.keys.optout(t))
             for t in every_tag(self._tag_keys, phone.e164)
@@ -542,7 +550,7 @@ class OtpService:
         The message is already gone, so a store failure here is logged, not raised.
         """
         try:
-            decisions = self.pumping.record_sent(scopes_for(phone, client_ip), now)
+            decisions = self.pumping.record_sent(self.pumping.scopes_for(phone, client_ip), now)
         except OtpError:
             log.warning("pumping counts not updated: the store failed after a send")
             return
@@ -550,8 +558,9 @@ class OtpService:
             self._audit_pumping(event, decision)
 
     def _audit_pumping(self, event: Event, decision: Decision) -> None:
-        # No masked number here: its visible digits plus a range scope ("prefix:" and all but
-        # the last four digits) would spell the whole number. The keyed hash still links it.
+        # A range scope is shown masked (``prefix:+86138****``, its id a keyed hash) and the
+        # number only by its keyed hash: joined with the send line's masked number, the visible
+        # digits never cover a whole number.
         details = decision.describe()
         if event.phone is not None:
             details["phone_hash"] = self.audit.phone_hash(event.phone)
@@ -651,7 +660,7 @@ class OtpService:
             now=now,
             limits=limits,
             token=uuid.uuid4().hex,
-            on_approve=self.pumping.verified_tally(scopes_for(phone, client_ip), now)
+            on_approve=self.pumping.verified_tally(self.pumping.scopes_for(phone, client_ip), now)
             if counted
             else None,
         )
@@ -670,7 +679,7 @@ class OtpService:
             raise CodeExpired("There is no valid code; request a new one.")
         if check.status is CodeStatus.LOCKED:
             raise TooManyAttempts("Too many wrong codes; request a new one.")
-        self.captcha_gate.record_verified(now=now, prefix=phone.prefix)
+        self.captcha_gate.record_verified(now=now, prefix=self._range(phone))
         token = self._signer.issue(
             phone=phone.e164,
             purpose=purpose,
@@ -825,7 +834,7 @@ class OtpService:
             now=now,
             client_ip=client_ip,
             phone_tag=tag,
-            prefix=None if phone is None else phone.prefix,
+            prefix=None if phone is None else self._range(phone),
         )
         return pow_core.level_for(len(signals), self.settings.pow_levels)
 
@@ -930,7 +939,7 @@ class OtpService:
         signals: tuple[str, ...] = ()
         if mode == "adaptive" and (proof.empty or "pow" in kinds):
             signals = self.captcha_gate.signals(
-                now=now, client_ip=client_ip, phone_tag=tag, prefix=phone.prefix
+                now=now, client_ip=client_ip, phone_tag=tag, prefix=self._range(phone)
             )
             if signals:
                 event.details["captcha_signals"] = list(signals)
@@ -1109,7 +1118,7 @@ class OtpService:
         if parsed is not None:
             tag = phone_tag(self._tag_key, parsed.e164)
             rules += self._send_limits.number_rules(self.keys, phone_tag=tag, purpose=purpose)
-            rules += self._send_limits.prefix_rules(self.keys, parsed.prefix)
+            rules += self._send_limits.prefix_rules(self.keys, self._range(parsed))
         address = canonical_ip(ip)
         if address is not None:
             rules += self._send_limits.address_rules(self.keys, address)

@@ -135,3 +135,19 @@ def test_an_allow_listed_number_passes_a_block_after_a_rotation(
     assert send(client, f"{RANGE}0200").status_code == 202
     assert rotated.pumping.disallow("number", f"{RANGE}0200")
     assert send(client, f"{RANGE}0201").status_code == 429
+
+
+def test_a_range_block_holds_after_a_rotation(make_service: ServiceFactory) -> None:
+    before = http(make_service(pumping_floor=3, limits_prefix=""))
+    for i in range(4):
+        assert send(before, f"{RANGE}{i:04d}", ip=f"198.51.{i}.1").status_code == 202
+    assert send(before, f"{RANGE}0100").get_json()["limit"] == "pumping_prefix"
+
+    rotated = make_service(NEW_SECRET, (TEST_SECRET,), pumping_floor=3, limits_prefix="")
+    refused = send(http(rotated), f"{RANGE}0100")
+    assert refused.status_code == 429
+    assert refused.get_json()["limit"] == "pumping_prefix"
+    assert int(refused.headers["Retry-After"]) > 0
+    # The operator lifts it by the range in clear, under every key.
+    assert rotated.pumping.lift("prefix", RANGE)
+    assert send(http(rotated), f"{RANGE}0100").status_code == 202
