@@ -121,9 +121,8 @@ def json_body(*, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> d
 
 @bp.post("/captcha")
 def create_captcha() -> Response:
-    if request.content_length:
-        json_body(required=(), optional=("purpose",))
-    challenge = get_service().create_captcha(client_ip=client_ip())
+    data = json_body(required=(), optional=("purpose",)) if request.content_length else {}
+    challenge = get_service().create_captcha(client_ip=client_ip(), purpose=data.get("purpose"))
     image = base64.b64encode(challenge.image_png).decode()
     body = {
         "captcha_id": challenge.challenge_id,

@@ -113,8 +113,17 @@ def _schemas(code_length: int) -> dict[str, JSONSchema]:
     )
     return {
         "Problem": _problem_schema(),
-        # The captcha gate is not per purpose: the field is accepted (any string) and unused.
-        "CaptchaRequest": _object({"purpose": _optional_string("Accepted, not used.")}, ()),
+        # A challenge answers only for the purpose it was made for (send-code's, or the guard's).
+        "CaptchaRequest": _object(
+            {
+                "purpose": _optional_string(
+                    "The flow the challenge is for; its answer is refused (captcha_invalid) for "
+                    "any other. 'default' if omitted, as for a send without purpose.",
+                    f"^{PURPOSE_PATTERN.pattern}$",
+                )
+            },
+            (),
+        ),
         "Captcha": _object(
             {
                 "captcha_id": _string("Pass back as captcha_id with the answer."),

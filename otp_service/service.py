@@ -735,22 +735,28 @@ class OtpService:
 
     # -- captcha ------------------------------------------------------------------------------
 
-    def create_captcha(self, *, client_ip: str | None = None) -> Challenge:
-        """A fresh one-time challenge. The store keeps the answer's HMAC, the text sealed
-        (for the audio variant) and the PNG, under one key that lives ``OTP_CAPTCHA_TTL``.
+    def create_captcha(
+        self, *, client_ip: str | None = None, purpose: str | None = None
+    ) -> Challenge:
+        """A fresh one-time challenge for ``purpose`` (the default purpose if omitted: the one a
+        send without ``purpose`` uses). The store keeps the answer's HMAC, bound to the purpose,
+        the text sealed (for the audio variant) and the PNG, under one key that lives
+        ``OTP_CAPTCHA_TTL``. An answer checked for another purpose is refused as wrong.
 
+        :raises InvalidRequest: ``purpose`` is malformed.
         :raises RateLimited: ``limit="captcha_ip"``: this address asked for too many.
         """
         event = Event("captcha_create", client_ip=client_ip)
         try:
-            challenge = self._create_captcha(client_ip)
+            event.purpose = purpose = validate_purpose(purpose)
+            challenge = self._create_captcha(client_ip, purpose)
         except OtpError as exc:
             self.audit.refused(event, exc)
             raise
         self.audit.accepted(event)
         return challenge
 
-    def _create_captcha(self, client_ip: str | None) -> Challenge:
+    def _create_captcha(self, client_ip: str | None, purpose: str) -> Challenge:
         client_ip = canonical_ip(client_ip)
         now = self.clock.now()
         self._count_challenge(client_ip, now)
@@ -758,7 +764,9 @@ class OtpService:
         challenge_id = self.rng.token_bytes(18).hex()
         text = captcha_core.generate_challenge(self.rng, self.settings.captcha_length)
         record = captcha_core.ChallengeRecord(
-            digest=captcha_core.answer_digest(self._captcha_keys[0], challenge_id, text),
+            digest=captcha_core.answer_digest(
+                self._captcha_keys[0], challenge_id, text, purpose=purpose
+            ),
             sealed=captcha_core.seal_text(
                 self._seal_keys[0], challenge_id, text, self.rng.token_bytes(12)
             ),
@@ -894,9 +902,11 @@ class OtpService:
         *,
         altcha: str | None = None,
         client_ip: str | None = None,
+        purpose: str | None = None,
     ) -> None:
         """Check (and spend) what ``OTP_CAPTCHA_KIND`` asks for, whatever ``OTP_CAPTCHA_MODE``
-        says: an image answer, a proof of work, or both.
+        says: an image answer, a proof of work, or both. An image challenge must have been made
+        for ``purpose`` (the default purpose if omitted).
 
         The send pipeline applies the mode; a caller asking directly (the guard's
         ``captcha_required``, a host app) has decided a proof is needed. One-time: a wrong
@@ -909,6 +919,7 @@ class OtpService:
         event = Event("captcha", client_ip=client_ip)
         proof = BotProof(captcha_id=challenge_id, captcha_answer=answer, altcha=altcha)
         try:
+            event.purpose = validate_purpose(purpose)
             self._check_proof(event, proof, level=0, now=self.clock.now())
         except OtpError as exc:
             self.audit.refused(event, exc)
@@ -964,7 +975,9 @@ class OtpService:
         if "pow" in kinds:
             work = self.pow.check(proof.altcha, required_level=level, now=now)
         if "image" in kinds:
-            self._check_captcha(proof.captcha_id, proof.captcha_answer)
+            self._check_captcha(
+                proof.captcha_id, proof.captcha_answer, purpose=event.purpose or DEFAULT_PURPOSE
+            )
         if work is not None:
             self.pow.spend(work, now=now)
             event.details["pow_level"] = work.level
@@ -991,7 +1004,7 @@ class OtpService:
             pow_level=level if "pow" in kinds else None,
         )
 
-    def _check_captcha(self, challenge_id: str | None, answer: str | None) -> None:
+    def _check_captcha(self, challenge_id: str | None, answer: str | None, *, purpose: str) -> None:
         if not challenge_id or not answer:
             raise CaptchaRequired("Solve a captcha first (POST /captcha).")
         if not CAPTCHA_ID_PATTERN.fullmatch(challenge_id):
@@ -1001,7 +1014,7 @@ class OtpService:
         record = None if raw is None else captcha_core.ChallengeRecord.decode(raw)
         matched = False
         for key in self._captcha_keys:
-            expected = captcha_core.answer_digest(key, challenge_id, answer)
+            expected = captcha_core.answer_digest(key, challenge_id, answer, purpose=purpose)
             # Compared whether or not the record exists, so timing says nothing about ids.
             matched |= hmac.compare_digest(record.digest if record else bytes(32), expected)
         if record is None or not matched:
