@@ -122,9 +122,8 @@ def json_body(*, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> d
 
 @bp.post("/captcha")
 def create_captcha() -> Response:
-    if request.content_length:
-        json_body(required=(), optional=("purpose",))
-    challenge = get_service().create_captcha(client_ip=client_ip())
+    data = json_body(required=(), optional=("purpose",)) if request.content_length else {}
+    challenge = get_service().create_captcha(client_ip=client_ip(), purpose=data.get("purpose"))
     image = base64.b64encode(challenge.image_png).decode()
     body = {
         "captcha_id": challenge.challenge_id,
@@ -252,11 +251,17 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
+    service = get_service()
     try:
-        get_service().ready()
+        service.ready()
+        # Ready either way: a store without persistence serves, but a restart would lose state.
+        warning = service.persistence_warning()
     except StoreUnavailable:
         raise StoreUnavailable("The state store is unreachable; not ready.") from None
-    return json_response({"status": "ready"})
+    body: dict[str, object] = {"status": "ready"}
+    if warning is not None:
+        body["warnings"] = [warning]
+    return json_response(body)
 
 
 @bp.get("/metrics")

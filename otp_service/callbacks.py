@@ -21,7 +21,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 from urllib.parse import parse_qsl
@@ -29,8 +29,7 @@ from urllib.parse import parse_qsl
 import phonenumbers
 
 from otp_service.clock import Clock
-from otp_service.core.codes import derive_key
-from otp_service.core.keys import Keys, phone_tag
+from otp_service.core.keys import Keys, every_tag, phone_tag
 from otp_service.core.phone import mask_phone
 from otp_service.errors import CallbackUnauthorized, InvalidPhone, InvalidRequest, NotFound
 from otp_service.settings import Settings
@@ -274,8 +273,7 @@ def normalize_number(raw: str, default_region: str) -> str:
 
 def tag_key(settings: Settings) -> bytes:
     """The key of :func:`phone_tag`, derived exactly as the service derives it."""
-    assert settings.secret_key is not None  # noqa: S101 - Settings always fills it
-    return derive_key(settings.secret_key, "phone-tag")
+    return settings.tag_keys[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,38 +446,62 @@ def opt_out(store: Store, keys: Keys, tag: str, *, now: float, ttl: float, reaso
 
     An existing opt-out is kept as it is (its TTL is not extended by a repeat).
     """
-    value = json.dumps({"reason": reason, "at": now}).encode()
+    # ``until`` lets a rotation carry the opt-out to a new key with the time it has left.
+    value = json.dumps({"reason": reason, "at": now, "until": now + ttl}).encode()
     return store.put_new(keys.optout(tag), value, ttl=ttl, now=now) is None
 
 
-def _optout_key(settings: Settings, phone: str) -> tuple[Keys, str, str]:
+def carry_optout(
+    store: Store, keys: Keys, tags: Sequence[str], *, now: float, optout_ttl: float
+) -> None:
+    """Copy an opt-out found under an older key's tag (``tags[1:]``) to the current tag
+    (``tags[0]``), with the time it has left, so it outlives dropping that key from the
+    fallbacks. Nothing is written when the current tag holds one already. A record from before
+    ``until`` was stored lasts ``optout_ttl`` from its ``at``."""
+    if store.get(keys.optout(tags[0]), now=now) is not None:
+        return
+    for old in tags[1:]:
+        raw = store.get(keys.optout(old), now=now)
+        if raw is None:
+            continue
+        record = json.loads(raw)
+        left = float(record.get("until", float(record.get("at", now)) + optout_ttl)) - now
+        if left > 0:
+            store.put_new(keys.optout(tags[0]), raw, ttl=left, now=now)
+        return
+
+
+def _optout_keys(settings: Settings, phone: str) -> tuple[list[str], str]:
     e164 = normalize_number(phone.strip(), settings.default_region)
     keys = Keys(settings.key_prefix)
-    return keys, keys.optout(phone_tag(tag_key(settings), e164)), e164
+    return [keys.optout(tag) for tag in every_tag(settings.tag_keys, e164)], e164
 
 
 def optout_status(
     settings: Settings, store: Store, phone: str, *, now: float
 ) -> dict[str, object] | None:
-    """The opt-out record of ``phone`` (``reason``, ``at``), or None. For the CLI.
+    """The opt-out record of ``phone`` (``reason``, ``at``), under any configured key, or None.
+    For the CLI.
 
     :raises InvalidPhone: ``phone`` is not a valid number.
     """
-    _, key, _ = _optout_key(settings, phone)
-    raw = store.get(key, now=now)
-    if raw is None:
-        return None
-    record: dict[str, object] = json.loads(raw)
-    return record
+    found, _ = _optout_keys(settings, phone)
+    for key in found:
+        raw = store.get(key, now=now)
+        if raw is not None:
+            record: dict[str, object] = json.loads(raw)
+            return record
+    return None
 
 
 def clear_optout(settings: Settings, store: Store, phone: str) -> bool:
-    """Lift an opt-out (operator action, e.g. ``otp-service optout clear``); True if one existed.
+    """Lift an opt-out (operator action, e.g. ``otp-service optout clear``) under every
+    configured key; True if one existed.
 
     :raises InvalidPhone: ``phone`` is not a valid number.
     """
-    _, key, e164 = _optout_key(settings, phone)
-    removed = store.delete(key) > 0
+    found, e164 = _optout_keys(settings, phone)
+    removed = store.delete(*found) > 0
     log.info("opt-out %s for %s", "cleared" if removed else "not present", mask_phone(e164))
     return removed
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from otp_service.errors import ConfigurationError, OtpError
+from otp_service.errors import ConfigurationError, OtpError, StoreUnavailable
 from otp_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -99,12 +99,38 @@ def check_config() -> None:
     else:
         warnings += [f"the sidecar (gunicorn) would refuse this: {p}" for p in sidecar]
     _exit_on_problems(problems)
+    warnings += _persistence_warnings(settings)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     for name, value in settings.describe().items():
         click.echo(f"{name}={value}")
     noun = "warning" if len(warnings) == 1 else "warnings"
     click.echo(f"configuration ok{f' ({len(warnings)} {noun})' if warnings else ''}", err=True)
+
+
+def _persistence_warnings(settings: Settings) -> list[str]:
+    """In production, whether the configured Redis keeps what must survive its restart.
+
+    A warning, not an error: the server may persist in a way ``CONFIG`` does not show (a managed
+    service, replicas), and an unreachable store may just not be up yet.
+    """
+    if settings.env != "production" or settings.redis_url is None:
+        return []
+    from otp_service.store import store_from_url
+    from otp_service.store.base import PersistenceReport
+
+    unreachable = ["OTP_REDIS_URL: unreachable, so its persistence was not checked"]
+    try:
+        store = store_from_url(settings.redis_url)
+    except StoreUnavailable:
+        return unreachable
+    try:
+        warning = store.persistence_warning() if isinstance(store, PersistenceReport) else None
+    except StoreUnavailable:
+        return unreachable
+    finally:
+        store.close()
+    return [] if warning is None else [f"OTP_REDIS_URL: {warning}"]
 
 
 def _production_server_problems(env: str, workers: int) -> list[str]:
@@ -204,8 +230,10 @@ def abuse_blocks() -> None:
     for block in blocks:
         record = block.record
         left = max(0, int(float(str(record.get("until", now))) - now))
+        # A range is shown masked, followed by the id `abuse lift` takes.
+        name = block.value if block.shown == block.value else f"{block.shown} ({block.value})"
         click.echo(
-            f"{block.kind} {block.value}: {record.get('rule')} — sent {record.get('sent')}, "
+            f"{block.kind} {name}: {record.get('rule')} — sent {record.get('sent')}, "
             f"verified {record.get('verified')}, allowance {record.get('allowance')}, "
             f"strike {record.get('strikes')}, {left} s left"
         )
@@ -215,7 +243,8 @@ def abuse_blocks() -> None:
 @click.argument("kind", type=click.Choice(["prefix", "country", "subnet"]))
 @click.argument("value")
 def abuse_lift(kind: str, value: str) -> None:
-    """Lift the block of a scope (as `abuse blocks` shows it), and forget its strikes."""
+    """Lift the block of a scope (as `abuse blocks` shows it: a range by its id, or in clear as
+    E.164 without its last four digits), and forget its strikes."""
     lifted = _abuse_service().pumping.lift(kind, value)
     click.echo("block lifted" if lifted else "no such block")
 

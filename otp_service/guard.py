@@ -189,7 +189,13 @@ class OtpGuard:
 
     @overload
     def captcha_required(
-        self, target: None = None, /, *, id_field: str = ..., answer_field: str = ...
+        self,
+        target: None = None,
+        /,
+        *,
+        id_field: str = ...,
+        answer_field: str = ...,
+        purpose: str | None = ...,
     ) -> Protection: ...
 
     def captcha_required(
@@ -199,14 +205,23 @@ class OtpGuard:
         *,
         id_field: str = "captcha_id",
         answer_field: str = "captcha_answer",
+        purpose: str | None = None,
     ) -> Blueprint | Callable[P, R | Response] | Protection:
         """Require a fresh, correct captcha answer (``captcha_id`` + ``captcha_answer`` in the JSON
         body or the form), a proof of work (``altcha``), or both, as ``OTP_CAPTCHA_KIND`` says.
-        The challenge is consumed either way: one answer per challenge.
+        The challenge is consumed either way: one answer per challenge. An image challenge must
+        have been made (``POST /captcha``) for ``purpose``: the default purpose if omitted.
 
         Usable bare (``@guard.captcha_required``) or called (``@guard.captcha_required()``).
         Refuses with ``captcha_required`` or ``captcha_invalid``.
+
+        :raises ConfigurationError: a malformed ``purpose``, at decoration time.
         """
+        if purpose is not None:
+            try:
+                validate_purpose(purpose)
+            except InvalidRequest as exc:
+                raise ConfigurationError(f"captcha_required: {exc.detail}") from None
 
         def check(scope: str) -> None:
             fields = _request_fields()
@@ -215,6 +230,7 @@ class OtpGuard:
                 fields.get(answer_field),
                 altcha=fields.get("altcha"),
                 client_ip=client_ip(),
+                purpose=purpose,
             )
 
         protection = Protection(self, check)

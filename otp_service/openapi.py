@@ -136,8 +136,17 @@ def _schemas(code_length: int) -> dict[str, JSONSchema]:
             {"problems": {"type": "array", "items": {"$ref": _REF + "ProblemDoc"}}},
             ("problems",),
         ),
-        # The captcha gate is not per purpose: the field is accepted (any string) and unused.
-        "CaptchaRequest": _object({"purpose": _optional_string("Accepted, not used.")}, ()),
+        # A challenge answers only for the purpose it was made for (send-code's, or the guard's).
+        "CaptchaRequest": _object(
+            {
+                "purpose": _optional_string(
+                    "The flow the challenge is for; its answer is refused (captcha_invalid) for "
+                    "any other. 'default' if omitted, as for a send without purpose.",
+                    f"^{PURPOSE_PATTERN.pattern}$",
+                )
+            },
+            (),
+        ),
         "Captcha": _object(
             {
                 "captcha_id": _string("Pass back as captcha_id with the answer."),
@@ -237,7 +246,19 @@ def _schemas(code_length: int) -> dict[str, JSONSchema]:
             ("phone", "purpose", "verified_at", "expires_at"),
             closed=False,
         ),
-        "Status": _object({"status": _string("ok / ready.")}, ("status",), closed=False),
+        "Status": _object(
+            {
+                "status": _string("ok / ready."),
+                "warnings": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "/readyz in production: why a restart of the store would "
+                    "lose durable state (e.g. Redis without persistence). Ready all the same.",
+                },
+            },
+            ("status",),
+            closed=False,
+        ),
         "ProviderCallback": {
             "type": "object",
             "description": "The provider's URL-encoded form, fields as its documentation gives.",

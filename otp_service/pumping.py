@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from otp_service.core.codes import derive_key
-from otp_service.core.keys import Keys, phone_tag
-from otp_service.core.phone import Phone
+from otp_service.core.keys import Keys, every_tag, phone_tag, range_tag
+from otp_service.core.phone import Phone, mask_range
 from otp_service.core.policy import subnet_of
 from otp_service.core.pumping import (
     BUCKETS,
@@ -61,11 +61,17 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """A live block as an operator sees it."""
+    """A live block as an operator sees it: ``value`` names it for :meth:`PumpingDefence.lift`
+    (a range's id), ``shown`` is what to read (a range masked)."""
 
     kind: str
     value: str
     record: dict[str, object]
+
+    @property
+    def shown(self) -> str:
+        scope = str(self.record.get("scope", ""))
+        return scope.partition(":")[2] or self.value
 
 
 def thresholds_from(settings: Settings) -> Thresholds:
@@ -79,12 +85,15 @@ def thresholds_from(settings: Settings) -> Thresholds:
     )
 
 
-def scopes_for(phone: Phone, client_ip: str | None) -> list[Scope]:
-    """The scopes one send or verify touches: its range, its country and its client's subnet."""
-    scopes = [Scope("prefix", phone.prefix), Scope("country", phone.region)]
-    if client_ip:
-        scopes.append(Scope("subnet", subnet_of(client_ip)))
-    return scopes
+#: A range's id as ``abuse blocks`` shows it: a ``range_tag`` (20 base32 characters; no range
+#: in clear is that long, E.164 has at most 15 digits).
+RANGE_ID = re.compile(r"[a-z2-7]{20}")
+
+
+def range_scope(tag_keys: Sequence[bytes], prefix: str) -> Scope:
+    """A number range as a scope: keyed by its hash under each key, shown masked."""
+    tags = list(dict.fromkeys(range_tag(key, prefix) for key in tag_keys))
+    return Scope("prefix", tags[0], label=mask_range(prefix), aliases=tuple(tags[1:]))
 
 
 class PumpingDefence:
@@ -96,22 +105,36 @@ class PumpingDefence:
         self.thresholds = thresholds_from(settings)
         self.shadow = settings.shadow_rules
         self.enabled = settings.pumping_floor > 0
-        assert settings.secret_key is not None  # noqa: S101 - Settings always fills it
-        # Derived exactly as the service derives it, so an allow-listed number matches its sends.
-        self._tag_key = derive_key(settings.secret_key, "phone-tag")
+        # Derived exactly as the service derives them, so an allow-listed number matches its
+        # sends; entries are written under the current key and found under every fallback too.
+        self._tag_keys = settings.tag_keys
 
     # -- the send and verify paths --------------------------------------------------------------
 
+    def scopes_for(self, phone: Phone, client_ip: str | None) -> list[Scope]:
+        """The scopes one send or verify touches: its range, its country and its client's
+        subnet."""
+        scopes = [range_scope(self._tag_keys, phone.prefix), Scope("country", phone.region)]
+        if client_ip:
+            scopes.append(Scope("subnet", subnet_of(client_ip)))
+        return scopes
+
     def denials(self, scopes: Sequence[Scope]) -> list[Denial]:
-        """Blocks to check inside ``admit`` (no extra round trip)."""
+        """Blocks to check inside ``admit`` (no extra round trip), under every configured key."""
         if not self.enabled:
             return []
-        return [Denial(s.rule, self.keys.pumping_block(s.kind, s.value)) for s in scopes]
+        return [
+            Denial(s.rule, self.keys.pumping_block(s.kind, value))
+            for s in scopes
+            for value in s.values
+        ]
 
-    def allow_listed(self, phone_tag: str, client_ip: str | None, now: float) -> bool:
-        """Whether an operator exempted this number or subnet (asked only after a block refused)."""
-        if self.store.get(self.keys.pumping_allow("number", phone_tag), now=now) is not None:
-            return True
+    def allow_listed(self, e164: str, client_ip: str | None, now: float) -> bool:
+        """Whether an operator exempted this number (under any configured key) or subnet; asked
+        only after a block refused."""
+        for tag in every_tag(self._tag_keys, e164):
+            if self.store.get(self.keys.pumping_allow("number", tag), now=now) is not None:
+                return True
         if not client_ip:
             return False
         subnet = subnet_of(client_ip)
@@ -122,10 +145,11 @@ class PumpingDefence:
         for scope in scopes:
             if scope.rule != rule:
                 continue
-            raw = self.store.get(self.keys.pumping_block(scope.kind, scope.value), now=now)
-            if raw is not None:
-                until = float(json.loads(raw)["until"])
-                return max(1, int(until - now + 0.999))
+            for value in scope.values:
+                raw = self.store.get(self.keys.pumping_block(scope.kind, value), now=now)
+                if raw is not None:
+                    until = float(json.loads(raw)["until"])
+                    return max(1, int(until - now + 0.999))
         return 1
 
     def record_sent(self, scopes: Sequence[Scope], now: float) -> list[Decision]:
@@ -204,10 +228,18 @@ class PumpingDefence:
         return sorted(found, key=lambda b: (b.kind, b.value))
 
     def lift(self, kind: str, value: str) -> bool:
-        """Remove a block (and its strikes, so the next trip starts short again)."""
+        """Remove a block (and its strikes, so the next trip starts short again).
+
+        A range is named by the id :meth:`blocks` shows, or in clear (E.164 without its last
+        four digits), which is hashed under every configured key.
+        """
         _check_kind(kind, SCOPE_KINDS)
-        removed = self.store.delete(self.keys.pumping_block(kind, value))
-        self.store.delete(self.keys.pumping_strikes(kind, value))
+        if kind == "prefix" and not RANGE_ID.fullmatch(value):
+            values = range_scope(self._tag_keys, value).values
+        else:
+            values = (value,)
+        removed = self.store.delete(*(self.keys.pumping_block(kind, v) for v in values))
+        self.store.delete(*(self.keys.pumping_strikes(kind, v) for v in values))
         return removed > 0
 
     def allow(self, kind: str, value: str, *, now: float, ttl: int = DEFAULT_ALLOW_TTL) -> str:
@@ -218,14 +250,19 @@ class PumpingDefence:
         return stored
 
     def disallow(self, kind: str, value: str) -> bool:
-        """Remove an allow-list entry given as :meth:`allow` takes it."""
-        stored = self._allow_value(kind, value)
-        return self.store.delete(self.keys.pumping_allow(kind, stored)) > 0
+        """Remove an allow-list entry given as :meth:`allow` takes it (a number's under every
+        configured key)."""
+        _check_kind(kind, ALLOW_KINDS)
+        if kind == "number":
+            stored = every_tag(self._tag_keys, value)
+        else:
+            stored = [self._allow_value(kind, value)]
+        return self.store.delete(*(self.keys.pumping_allow(kind, v) for v in stored)) > 0
 
     def _allow_value(self, kind: str, value: str) -> str:
         _check_kind(kind, ALLOW_KINDS)
         if kind == "number":
-            return phone_tag(self._tag_key, value)
+            return phone_tag(self._tag_keys[0], value)
         try:
             network = ipaddress.ip_network(value, strict=False)
         except ValueError:
@@ -257,4 +294,4 @@ def _keys_under(store: Store, prefix: str) -> list[str]:
     return []
 
 
-__all__ = ["Block", "Decision", "PumpingDefence", "rule_name", "scopes_for"]
+__all__ = ["Block", "Decision", "PumpingDefence", "range_scope", "rule_name"]

@@ -20,7 +20,7 @@ from typing import Any
 
 from otp_service.audit import AuditLog, Event
 from otp_service.budget import Budget
-from otp_service.callbacks import record_sent
+from otp_service.callbacks import carry_optout, record_sent
 from otp_service.captcha_gate import CaptchaGate
 from otp_service.captcha_render import CaptchaRenderer, DefaultRenderer, ImageRenderer
 from otp_service.captcha_style import CaptchaStyle
@@ -31,7 +31,7 @@ from otp_service.core import pow as pow_core
 from otp_service.core.client_ip import IPNetwork, canonical_ip, parse_networks
 from otp_service.core.codes import code_digest, derive_key, generate_code
 from otp_service.core.content import ContentPolicy
-from otp_service.core.keys import Keys, phone_tag
+from otp_service.core.keys import Keys, every_tag, phone_tag, range_tag
 from otp_service.core.phone import Phone, mask_phone, parse_phone
 from otp_service.core.policy import AddressLimits, SendLimits, parse_windows, tightest_window
 from otp_service.core.tokens import TokenSigner, VerifiedClaim
@@ -57,13 +57,13 @@ from otp_service.errors import (
 from otp_service.metrics import Metrics
 from otp_service.pow_gate import ProofOfWork
 from otp_service.provider_state import ProviderStateWatch
-from otp_service.pumping import Decision, PumpingDefence, scopes_for
+from otp_service.pumping import Decision, PumpingDefence
 from otp_service.render_budget import RenderBudget
 from otp_service.settings import Settings
 from otp_service.sms import SmsGateway, SmsMessage, gateway_from_settings
 from otp_service.sms.huawei_manage import HuaweiManagement
 from otp_service.store import CodeStatus, Denial, LimitRule, Store, WindowUsage, store_from_url
-from otp_service.store.base import CodeRecord
+from otp_service.store.base import CodeRecord, PersistenceReport
 from otp_service.store.redis import retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,10 @@ class OtpService:
                 management, self.settings, on_findings=self.metrics.provider_state
             )
         )
-        self._tag_key = derive_key(secret, "phone-tag")
+        # Numbers are keyed under the current key; what must outlive a rotation (opt-outs,
+        # allow-lists, blocks) is also looked for under every fallback (docs/operations.md).
+        self._tag_keys = self.settings.tag_keys
+        self._tag_key = self._tag_keys[0]
         # Answers are checked, and texts unsealed, under every key (current first): a rotation
         # keeps the challenges in flight.
         self._captcha_keys = [
@@ -295,6 +298,7 @@ class OtpService:
             levels=self.settings.pow_levels,
             ttl=self.settings.captcha_ttl,
         )
+        self._persistence_warned = False
         #: ``OTP_TRUSTED_PROXIES`` parsed once; the HTTP layer resolves client addresses with it.
         self.trusted_proxies: tuple[IPNetwork, ...] = parse_networks(self.settings.trusted_proxies)
 
@@ -477,6 +481,10 @@ class OtpService:
             rate_limit=rate_limit,
         )
 
+    def _range(self, phone: Phone) -> str:
+        """The number's range as store keys name it: a keyed hash, never the digits."""
+        return range_tag(self._tag_key, phone.prefix)
+
     def _remember_delivery(
         self, message_id: str | None, tag: str, purpose: str, now: float
     ) -> None:
@@ -528,20 +536,25 @@ class OtpService:
             signals then refuse here (``captcha_required``) if they filled up since it looked.
         """
         rules = self._send_limits.rules(
-            self.keys, phone_tag=tag, purpose=purpose, prefix=phone.prefix, client_ip=client_ip
+            self.keys,
+            phone_tag=tag,
+            purpose=purpose,
+            prefix=self._range(phone),
+            client_ip=client_ip,
         )
         rules += self.captcha_gate.send_rules(client_ip, enforce=captcha_waived)
-        scopes = scopes_for(phone, client_ip)
-        denials = [
-            Denial("number_opted_out", self.keys.optout(tag)),
-            *self.pumping.denials(scopes),
+        scopes = self.pumping.scopes_for(phone, client_ip)
+        optouts = [
+            Denial("number_opted_out", self.keys.optout(t))
+            for t in every_tag(self._tag_keys, phone.e164)
         ]
+        denials = [*optouts, *self.pumping.denials(scopes)]
         admission = self.store.admit(
             denials=denials, limits=rules, now=now, token=uuid.uuid4().hex, code=code
         )
         blocked_by = admission.refused_by
         if blocked_by is not None and blocked_by.startswith("pumping_"):
-            if not self.pumping.allow_listed(tag, client_ip, now):
+            if not self.pumping.allow_listed(phone.e164, client_ip, now):
                 raise RateLimited(
                     f"Too many unverified codes in this {blocked_by[8:]}; retry later.",
                     limit=blocked_by,
@@ -550,12 +563,13 @@ class OtpService:
             # An operator exempted this number or subnet: admit it past the scope's block.
             event.details["pumping_allow_listed"] = blocked_by
             admission = self.store.admit(
-                denials=denials[:1], limits=rules, now=now, token=uuid.uuid4().hex, code=code
+                denials=optouts, limits=rules, now=now, token=uuid.uuid4().hex, code=code
             )
         event.details["shadowed"] = (
             list(self.captcha_gate.without_signals(admission.shadowed)) or None
         )
         if admission.refused_by == "number_opted_out":
+            self._carry_optout(phone, now)
             raise NumberOptedOut("This number has opted out of messages.")
         signal = self.captcha_gate.tripped_in_admission(admission.refused_by)
         if signal is not None:
@@ -572,13 +586,27 @@ class OtpService:
             )
         return tightest_window(admission.usage)
 
+    def _carry_optout(self, phone: Phone, now: float) -> None:
+        """Keep an opt-out found under a fallback key once that key is gone (best effort: the
+        refusal stands whatever the store says)."""
+        try:
+            carry_optout(
+                self.store,
+                self.keys,
+                every_tag(self._tag_keys, phone.e164),
+                now=now,
+                optout_ttl=self.settings.optout_ttl,
+            )
+        except StoreUnavailable:
+            log.warning("opt-out not carried to the current key: the store failed")
+
     def _count_pumping(self, event: Event, phone: Phone, client_ip: str | None, now: float) -> None:
         """Count a sent message per scope; audit each scope that trips (blocked or shadowed).
 
         The message is already gone, so a store failure here is logged, not raised.
         """
         try:
-            decisions = self.pumping.record_sent(scopes_for(phone, client_ip), now)
+            decisions = self.pumping.record_sent(self.pumping.scopes_for(phone, client_ip), now)
         except OtpError:
             log.warning("pumping counts not updated: the store failed after a send")
             return
@@ -586,8 +614,9 @@ class OtpService:
             self._audit_pumping(event, decision)
 
     def _audit_pumping(self, event: Event, decision: Decision) -> None:
-        # No masked number here: its visible digits plus a range scope ("prefix:" and all but
-        # the last four digits) would spell the whole number. The keyed hash still links it.
+        # A range scope is shown masked (``prefix:+86138****``, its id a keyed hash) and the
+        # number only by its keyed hash: joined with the send line's masked number, the visible
+        # digits never cover a whole number.
         details = decision.describe()
         if event.phone is not None:
             details["phone_hash"] = self.audit.phone_hash(event.phone)
@@ -685,7 +714,7 @@ class OtpService:
             now=now,
             limits=limits,
             token=uuid.uuid4().hex,
-            on_approve=self.pumping.verified_tally(scopes_for(phone, client_ip), now)
+            on_approve=self.pumping.verified_tally(self.pumping.scopes_for(phone, client_ip), now)
             if counted
             else None,
         )
@@ -704,7 +733,7 @@ class OtpService:
             raise CodeExpired("There is no valid code; request a new one.")
         if check.status is CodeStatus.LOCKED:
             raise TooManyAttempts("Too many wrong codes; request a new one.")
-        self.captcha_gate.record_verified(now=now, prefix=phone.prefix)
+        self.captcha_gate.record_verified(now=now, prefix=self._range(phone))
         token = self._signer.issue(
             phone=phone.e164,
             purpose=purpose,
@@ -760,23 +789,29 @@ class OtpService:
 
     # -- captcha ------------------------------------------------------------------------------
 
-    def create_captcha(self, *, client_ip: str | None = None) -> Challenge:
-        """A fresh one-time challenge. The store keeps the answer's HMAC, the text sealed
-        (for the audio variant) and the PNG, under one key that lives ``OTP_CAPTCHA_TTL``.
+    def create_captcha(
+        self, *, client_ip: str | None = None, purpose: str | None = None
+    ) -> Challenge:
+        """A fresh one-time challenge for ``purpose`` (the default purpose if omitted: the one a
+        send without ``purpose`` uses). The store keeps the answer's HMAC, bound to the purpose,
+        the text sealed (for the audio variant) and the PNG, under one key that lives
+        ``OTP_CAPTCHA_TTL``. An answer checked for another purpose is refused as wrong.
 
+        :raises InvalidRequest: ``purpose`` is malformed.
         :raises RateLimited: ``limit="captcha_ip"`` (or ``captcha_subnet``,
             ``captcha_ipv6_site``): this address, or its network, asked for too many.
         """
         event = Event("captcha_create", client_ip=client_ip)
         try:
-            challenge = self._create_captcha(client_ip)
+            event.purpose = purpose = validate_purpose(purpose)
+            challenge = self._create_captcha(client_ip, purpose)
         except OtpError as exc:
             self.audit.refused(event, exc)
             raise
         self.audit.accepted(event)
         return challenge
 
-    def _create_captcha(self, client_ip: str | None) -> Challenge:
+    def _create_captcha(self, client_ip: str | None, purpose: str) -> Challenge:
         client_ip = canonical_ip(client_ip)
         now = self.clock.now()
         self._count_challenge(client_ip, now)
@@ -784,7 +819,9 @@ class OtpService:
         challenge_id = self.rng.token_bytes(18).hex()
         text = captcha_core.generate_challenge(self.rng, self.settings.captcha_length)
         record = captcha_core.ChallengeRecord(
-            digest=captcha_core.answer_digest(self._captcha_keys[0], challenge_id, text),
+            digest=captcha_core.answer_digest(
+                self._captcha_keys[0], challenge_id, text, purpose=purpose
+            ),
             sealed=captcha_core.seal_text(
                 self._seal_keys[0], challenge_id, text, self.rng.token_bytes(12)
             ),
@@ -853,7 +890,7 @@ class OtpService:
             now=now,
             client_ip=client_ip,
             phone_tag=tag,
-            prefix=None if phone is None else phone.prefix,
+            prefix=None if phone is None else self._range(phone),
         )
         return pow_core.level_for(len(signals), self.settings.pow_levels)
 
@@ -945,9 +982,11 @@ class OtpService:
         *,
         altcha: str | None = None,
         client_ip: str | None = None,
+        purpose: str | None = None,
     ) -> None:
         """Check (and spend) what ``OTP_CAPTCHA_KIND`` asks for, whatever ``OTP_CAPTCHA_MODE``
-        says: an image answer, a proof of work, or both.
+        says: an image answer, a proof of work, or both. An image challenge must have been made
+        for ``purpose`` (the default purpose if omitted).
 
         The send pipeline applies the mode; a caller asking directly (the guard's
         ``captcha_required``, a host app) has decided a proof is needed. One-time: a wrong
@@ -960,6 +999,7 @@ class OtpService:
         event = Event("captcha", client_ip=client_ip)
         proof = BotProof(captcha_id=challenge_id, captcha_answer=answer, altcha=altcha)
         try:
+            event.purpose = validate_purpose(purpose)
             self._check_proof(event, proof, level=0, now=self.clock.now())
         except OtpError as exc:
             self.audit.refused(event, exc)
@@ -993,7 +1033,7 @@ class OtpService:
         may_want_work = self.settings.captcha_kind in ("pow", "both", "auto")
         if mode == "adaptive" and (proof.empty or may_want_work):
             signals = self.captcha_gate.signals(
-                now=now, client_ip=client_ip, phone_tag=tag, prefix=phone.prefix
+                now=now, client_ip=client_ip, phone_tag=tag, prefix=self._range(phone)
             )
             if signals:
                 event.details["captcha_signals"] = list(signals)
@@ -1028,7 +1068,9 @@ class OtpService:
         if "pow" in kinds:
             work = self.pow.check(proof.altcha, required_level=level, now=now)
         if "image" in kinds:
-            self._check_captcha(proof.captcha_id, proof.captcha_answer)
+            self._check_captcha(
+                proof.captcha_id, proof.captcha_answer, purpose=event.purpose or DEFAULT_PURPOSE
+            )
         if work is not None:
             self.pow.spend(work, now=now)
             event.details["pow_level"] = work.level
@@ -1058,7 +1100,7 @@ class OtpService:
             pow_level=level if "pow" in kinds else None,
         )
 
-    def _check_captcha(self, challenge_id: str | None, answer: str | None) -> None:
+    def _check_captcha(self, challenge_id: str | None, answer: str | None, *, purpose: str) -> None:
         if not challenge_id or not answer:
             raise CaptchaRequired("Solve a captcha first (POST /captcha).")
         if not CAPTCHA_ID_PATTERN.fullmatch(challenge_id):
@@ -1068,7 +1110,7 @@ class OtpService:
         record = None if raw is None else captcha_core.ChallengeRecord.decode(raw)
         matched = False
         for key in self._captcha_keys:
-            expected = captcha_core.answer_digest(key, challenge_id, answer)
+            expected = captcha_core.answer_digest(key, challenge_id, answer, purpose=purpose)
             # Compared whether or not the record exists, so timing says nothing about ids.
             matched |= hmac.compare_digest(record.digest if record else bytes(32), expected)
         if record is None or not matched:
@@ -1185,7 +1227,7 @@ class OtpService:
         if parsed is not None:
             tag = phone_tag(self._tag_key, parsed.e164)
             rules += self._send_limits.number_rules(self.keys, phone_tag=tag, purpose=purpose)
-            rules += self._send_limits.prefix_rules(self.keys, parsed.prefix)
+            rules += self._send_limits.prefix_rules(self.keys, self._range(parsed))
         address = canonical_ip(ip)
         if address is not None:
             rules += self._send_limits.address_rules(self.keys, address)
@@ -1210,3 +1252,19 @@ class OtpService:
                 "; ".join(f"{f.subject} is {f.state}: {f.fix}" for f in blocking),
                 reasons=[f"{f.subject}: {f.state}" for f in blocking],
             )
+
+    def persistence_warning(self) -> str | None:
+        """In production, why a restart of the store would lose what must be durable
+        (opt-outs, consumed token ids, allow-lists, blocks), or ``None``.
+
+        Logged once per process; asked by ``/readyz`` and ``check-config``.
+
+        :raises StoreUnavailable: the store cannot be reached.
+        """
+        if self.settings.env != "production" or not isinstance(self.store, PersistenceReport):
+            return None
+        warning = self.store.persistence_warning()
+        if warning is not None and not self._persistence_warned:
+            self._persistence_warned = True
+            log.warning("%s", warning)
+        return warning

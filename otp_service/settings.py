@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import phonenumbers
 
+from otp_service.core.codes import derive_key
 from otp_service.core.policy import parse_windows
 from otp_service.errors import ConfigurationError
 
@@ -1052,6 +1053,15 @@ class Settings:
         """Keys for itsdangerous: oldest first, the current key last (it signs)."""
         assert self.secret_key is not None  # noqa: S101 - set in __post_init__
         return [*reversed(self.secret_key_fallbacks), self.secret_key]
+
+    @property
+    def tag_keys(self) -> list[bytes]:
+        """Keys of the hashes that name numbers (and ranges) in the store, current first.
+
+        New state is written under the first; state that must outlive a rotation (opt-outs,
+        allow-lists, blocks) is looked for under every one (docs/operations.md, rotation).
+        """
+        return [derive_key(secret, "phone-tag") for secret in reversed(self.signing_keys)]
 
     @property
     def test_codes(self) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Private redis-server processes for tests: free port, no persistence, stopped by PID.
+"""Private redis-server processes for tests: free port, no persistence (one variant with AOF),
+stopped by PID.
 
 Tests never touch the shared server on 6379. ``OTP_TEST_REDIS_URL`` may point at a server of your
 own instead (it is flushed between tests, so never point it at data you care about).
@@ -115,6 +116,28 @@ def redis_url(redis_server: RedisProcess | str) -> Iterator[str]:
     client.flushdb()
     client.close()
     yield url
+
+
+@pytest.fixture(scope="session")
+def durable_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """A redis-server with AOF on, as docs/operations.md recommends for production."""
+    server = RedisProcess(
+        free_port(), tmp_path_factory.mktemp("redis-aof"), extra_args=("--appendonly", "yes")
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def durable_redis_url(durable_redis_server: RedisProcess) -> str:
+    """The AOF server's URL, flushed before each test."""
+    client = redis.Redis.from_url(durable_redis_server.url)
+    client.flushdb()
+    client.close()
+    return durable_redis_server.url
 
 
 @pytest.fixture

@@ -341,7 +341,11 @@ def test_clear_and_show_opt_out(
     now = fake_clock.now()
     assert optout_status(settings, store, "138 1234 5678", now=now) is None
     callbacks.opt_out(store, KEYS, TAG, now=now, ttl=100, reason="uplink")
-    assert optout_status(settings, store, PHONE, now=now) == {"reason": "uplink", "at": now}
+    assert optout_status(settings, store, PHONE, now=now) == {
+        "reason": "uplink",
+        "at": now,
+        "until": now + 100,
+    }
     assert clear_optout(settings, store, "13812345678") is True
     assert clear_optout(settings, store, PHONE) is False
     assert store.get(KEYS.optout(TAG), now=now) is None

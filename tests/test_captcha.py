@@ -292,6 +292,55 @@ def test_a_challenge_works_once(make_harness: MakeHarness) -> None:
     assert h.gateway.last_code(OTHER_PHONE) is None
 
 
+def test_a_challenge_answers_only_for_the_purpose_it_was_made_for(
+    make_harness: MakeHarness,
+) -> None:
+    h = make_harness()
+    made = h.client.post("/captcha", json={"purpose": "signup"})
+    assert made.status_code == 201
+    assert made.json is not None
+    captcha_id, answer = made.json["captcha_id"], h.renderer.last_answer
+    login = h.send(purpose="login", captcha_id=captcha_id, captcha_answer=answer)
+    assert (login.status_code, code(login)) == (400, "captcha_invalid")
+    # Refused like a wrong answer: the challenge is burnt for its own purpose too.
+    again = h.send(purpose="signup", captcha_id=captcha_id, captcha_answer=answer)
+    assert code(again) == "captcha_invalid"
+    assert h.gateway.sent == []
+
+    made = h.client.post("/captcha", json={"purpose": "signup"})
+    assert made.json is not None
+    signup = h.send(
+        purpose="signup",
+        captcha_id=made.json["captcha_id"],
+        captcha_answer=(h.renderer.last_answer),
+    )
+    assert signup.status_code == 202, signup.json
+
+
+def test_a_challenge_made_without_purpose_is_for_the_default_purpose(
+    make_harness: MakeHarness,
+) -> None:
+    h = make_harness()
+    captcha_id, answer = h.new_captcha()
+    refused = h.send(purpose="signup", captcha_id=captcha_id, captcha_answer=answer)
+    assert code(refused) == "captcha_invalid"
+    assert h.send_solved().status_code == 202
+    made = h.client.post("/captcha", json={"purpose": "default"})
+    assert made.json is not None
+    sent = h.send(
+        OTHER_PHONE, captcha_id=made.json["captcha_id"], captcha_answer=(h.renderer.last_answer)
+    )
+    assert sent.status_code == 202
+
+
+@pytest.mark.parametrize("purpose", ["", "Signup", "a" * 33, "sign up"])
+def test_a_malformed_captcha_purpose_is_invalid(make_harness: MakeHarness, purpose: str) -> None:
+    h = make_harness()
+    response = h.client.post("/captcha", json={"purpose": purpose})
+    assert (response.status_code, code(response)) == (400, "invalid_request")
+    assert h.renderer.texts == []
+
+
 def test_expired_challenge_is_refused(make_harness: MakeHarness, fake_clock: FakeClock) -> None:
     h = make_harness()
     captcha_id, answer = h.new_captcha()

@@ -109,10 +109,10 @@ def test_optout_show_and_clear_lift_the_suppression(env: dict[str, str]) -> None
 
 @pytest.fixture
 def production_env(
-    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    env: dict[str, str], durable_redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
-    """A production environment every check accepts, on the private Redis."""
-    values = {**PRODUCTION, "OTP_REDIS_URL": env["OTP_REDIS_URL"]}
+    """A production environment every check accepts, on a private Redis with AOF."""
+    values = {**PRODUCTION, "OTP_REDIS_URL": durable_redis_url}
     values["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
     for name, value in values.items():
         monkeypatch.setenv(name, value)

@@ -173,18 +173,35 @@ def test_compose_file_is_valid() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_wires_the_service_to_a_healthy_ephemeral_redis() -> None:
+def test_compose_wires_the_service_to_a_healthy_durable_redis() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     otp, redis_service = services["otp"], services["redis"]
     assert otp["build"]["dockerfile"] == "docker/Dockerfile"
     assert otp["environment"]["OTP_REDIS_URL"].startswith("redis://redis:")
     assert otp["depends_on"]["redis"]["condition"] == "service_healthy"
     command = redis_service["command"]
-    assert command[command.index("--save") + 1] == ""
-    assert command[command.index("--appendonly") + 1] == "no"
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert "--save" not in command
+    assert any(volume.endswith(":/data") for volume in redis_service["volumes"])
     assert "redis-cli" in redis_service["healthcheck"]["test"]
     grace = int(otp["stop_grace_period"].rstrip("s"))
     assert grace > int(otp["environment"]["OTP_GRACEFUL_TIMEOUT"])
+
+
+def test_the_operations_guide_runs_redis_with_aof() -> None:
+    """The production example must not show the ephemeral Redis the tests use."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    blocks = text.split("```yaml\n")[1:]
+    redis_services = [
+        services["redis"]
+        for block in blocks
+        if "redis" in (services := yaml.safe_load(block.split("```")[0]).get("services", {}))
+    ]
+    assert redis_services
+    for service in redis_services:
+        command = service["command"]
+        assert command[command.index("--appendonly") + 1] == "yes"
+    assert '"--appendonly", "no"' not in text
 
 
 def test_gunicorn_settings_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

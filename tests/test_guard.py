@@ -76,6 +76,11 @@ def build_host(guard: OtpGuard, service: OtpService | None = None, **config: Any
     def feedback() -> str:
         return "thanks"
 
+    @app.post("/reset")
+    @guard.captcha_required(purpose="reset")
+    def reset() -> str:
+        return "reset"
+
     @app.get("/search")
     @guard.rate_limit("ip", "2/minute")
     def search() -> str:
@@ -286,6 +291,26 @@ def test_captcha_required_accepts_a_correct_answer_once(
     response = client.post(path, json=answer)
     assert response.status_code == 200
     assert_problem(client.post(path, json=answer), 400, "captcha_invalid")
+
+
+def test_captcha_required_takes_only_challenges_made_for_its_purpose(
+    client: FlaskClient, service: OtpService, renderer: RecordingRenderer
+) -> None:
+    for made_for in ("signup", None):
+        challenge = service.create_captcha(purpose=made_for)
+        answer = {"captcha_id": challenge.challenge_id, "captcha_answer": renderer.last_answer}
+        assert_problem(client.post("/reset", json=answer), 400, "captcha_invalid")
+    challenge = service.create_captcha(purpose="reset")
+    answer = {"captcha_id": challenge.challenge_id, "captcha_answer": renderer.last_answer}
+    assert client.post("/reset", json=answer).get_data(as_text=True) == "reset"
+    challenge = service.create_captcha(purpose="reset")
+    answer = {"captcha_id": challenge.challenge_id, "captcha_answer": renderer.last_answer}
+    assert_problem(client.post("/contact", json=answer), 400, "captcha_invalid")
+
+
+def test_a_malformed_captcha_purpose_is_refused_at_decoration() -> None:
+    with pytest.raises(ConfigurationError, match="captcha_required"):
+        OtpGuard().captcha_required(purpose="Sign Up")
 
 
 def test_captcha_required_reads_the_form_too(

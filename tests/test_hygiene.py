@@ -7,6 +7,7 @@ hashes (``core/keys.py``); this test checks the outcome on a real server rather 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator
 
@@ -18,6 +19,7 @@ from otp_service import ConsoleGateway, create_app
 from otp_service.settings import Settings
 from otp_service.store.redis import RedisStore
 from tests.conftest import FakeClock, RecordingRenderer
+from tests.test_log_hygiene import RANGE_NUMBERS, captured, hidden_digits, pump_one_range
 from tests.test_pow import solve as solve_pow
 
 pytestmark = pytest.mark.redis
@@ -160,3 +162,25 @@ def test_every_key_expires_and_holds_no_code_or_number(
             assert not pattern.search(content), f"a plaintext code in {key!r}"
         for number in numbers:
             assert number not in content, f"a phone number in {key!r}"
+
+
+def test_a_dump_and_the_logs_joined_never_spell_a_number(
+    store: RedisStore,
+    raw: redis.Redis,
+    settings_factory: Callable[..., Settings],
+    fake_clock: FakeClock,
+) -> None:
+    """An attacker with a store dump and the audit log lines every fragment up against each
+    number: range keys (limits, pumping counts, blocks) held the range in clear, the log the last
+    four digits. Together they must still hide the middle four digits of every number."""
+    settings = settings_factory(pumping_floor=2, limits_subnet="", limits_ip="")
+    app = create_app(settings, store=store, gateway=ConsoleGateway(), clock=fake_clock)
+    with captured(logging.getLogger(), logging.DEBUG) as capture:
+        pump_one_range(app.test_client())
+    keys = list(raw.scan_iter(count=1000))
+    assert any(b":pump:block:prefix:" in key for key in keys)
+    assert any(b":limit:prefix:" in key for key in keys)
+    dump = [(key + b" " + stored_text(raw, key)).decode(errors="replace") for key in keys]
+    for phone in RANGE_NUMBERS:
+        assert hidden_digits(dump, phone) >= 4, f"the dump alone shows {phone}"
+        assert hidden_digits(dump + capture.lines, phone) >= 4, phone

@@ -71,7 +71,7 @@ def test_captcha_send_verify_and_one_time_token(
         otp.send_code(PHONE, purpose="signup")
     assert gateway.sent == []
 
-    challenge = otp.create_captcha()
+    challenge = otp.create_captcha(purpose="signup")
     assert otp.captcha_image(challenge.challenge_id) == challenge.image_png
     receipt = otp.send_code(
         PHONE,

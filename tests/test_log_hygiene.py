@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,10 +20,43 @@ from otp_service.settings import Settings
 from otp_service.store import MemoryStore
 from tests.conftest import TEST_SECRET, FakeClock, RecordingRenderer
 
+#: What an attacker lines up against a number: forms anchored at the country code (``+86138****``,
+#: ``+86138****5678``, ``+861381234``) and bare digit runs (``861381234``, ``13812345678``).
+_ANCHORED = re.compile(r"\+([0-9*]{4,})")
+_DIGIT_RUN = re.compile(r"(?<![0-9+*])[0-9]{5,}(?![0-9*])")
+
 PHONE = "+8613812345678"
 #: Every way the full number could be written.
 PHONE_FORMS = (PHONE, PHONE[1:], PHONE[3:], "138 1234 5678", "138-1234-5678")
 CALLBACK_TOKEN = "callback-token-0123456789-abcdef"
+
+
+def revealed_digits(texts: list[str], e164: str) -> set[int]:
+    """The positions of ``e164``'s digits an attacker learns by joining every fragment of
+    ``texts`` (log lines, store keys and values) that fits the number.
+
+    Stricter than an attacker needs to be: fragments are joined whether or not a hash links
+    them, so any combination that would spell the number is caught.
+    """
+    digits = e164.removeprefix("+")
+    seen: set[int] = set()
+    for text in texts:
+        for match in _ANCHORED.finditer(text):
+            shown = match.group(1)
+            if len(shown) <= len(digits) and all(
+                c in ("*", d) for c, d in zip(shown, digits, strict=False)
+            ):
+                seen |= {i for i, c in enumerate(shown) if c != "*"}
+        for match in _DIGIT_RUN.finditer(text):
+            run = match.group(0)
+            start = digits.find(run)
+            if start >= 0:
+                seen |= set(range(start, start + len(run)))
+    return seen
+
+
+def hidden_digits(texts: list[str], e164: str) -> int:
+    return len(e164.removeprefix("+")) - len(revealed_digits(texts, e164))
 
 
 class Capture(logging.Handler):
@@ -214,3 +248,50 @@ def test_a_request_never_inherits_the_previous_request_id(client: FlaskClient) -
     second = client.get("/healthz")
     assert first.headers["X-Request-ID"] == "first"
     assert second.headers["X-Request-ID"] not in ("", "first")
+
+
+#: Numbers of one range (PHONE's), so its pumping scope trips and is logged.
+RANGE_NUMBERS = [PHONE, *(f"{PHONE[:-4]}{i:04d}" for i in range(3))]
+
+
+def pump_one_range(client: FlaskClient) -> None:
+    """Unverified sends to one range from several addresses until its pumping block trips, then
+    one refused send to the range: every line that could name the range or the number."""
+    for i, phone in enumerate(RANGE_NUMBERS[:-1]):
+        sent = client.post(
+            "/send-code", json={"phone": phone}, environ_base={"REMOTE_ADDR": f"198.51.{i}.7"}
+        )
+        assert sent.status_code == 202
+    refused = client.post("/send-code", json={"phone": RANGE_NUMBERS[-1]})
+    assert refused.get_json()["limit"] == "pumping_prefix"
+
+
+def store_texts(store: MemoryStore, now: float) -> list[str]:
+    return [
+        f"{key} {(store.get(key, now=now) or b'').decode(errors='replace')}" for key in store.keys()
+    ]
+
+
+def test_log_lines_and_keys_joined_never_spell_a_number(
+    settings_factory: Callable[..., Settings], fake_clock: FakeClock, capture: Capture
+) -> None:
+    """The attack of issue 19.2: the pumping line gave the range in clear, the send line the
+    last four digits, and one phone hash joined them. Every fragment together must still hide
+    the middle of every number (four digits, as the mask does)."""
+    store = MemoryStore()
+    settings = settings_factory(pumping_floor=2, limits_subnet="", limits_ip="")
+    app = create_app(settings, store=store, gateway=ConsoleGateway(), clock=fake_clock)
+    pump_one_range(app.test_client())
+    lines = [json.loads(line) for line in capture.lines]
+    assert any(line.get("event") == "pumping" for line in lines)
+    texts = capture.lines + store_texts(store, fake_clock.now())
+    for phone in RANGE_NUMBERS:
+        assert hidden_digits(texts, phone) >= 4, phone
+
+
+def test_the_join_check_catches_the_old_leak() -> None:
+    """The checker itself: a range in clear next to a masked number spells it."""
+    leaked = ['{"scope": "prefix:+861381234"}', '{"phone": "+86138****5678"}']
+    assert hidden_digits(leaked, PHONE) == 0
+    assert hidden_digits(['{"scope": "prefix:+86138****"}', leaked[1]], PHONE) == 4
+    assert hidden_digits(["otp:limit:prefix:861381234:50/3600s", leaked[1]], PHONE) == 0

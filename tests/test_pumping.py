@@ -12,7 +12,7 @@ import pytest
 from otp_service import ConsoleGateway, OtpService
 from otp_service.app import create_app
 from otp_service.core.codes import derive_key
-from otp_service.core.keys import phone_tag
+from otp_service.core.keys import phone_tag, range_tag
 from otp_service.errors import RateLimited, StoreUnavailable
 from otp_service.settings import Settings
 from otp_service.store import MemoryStore, Store
@@ -88,11 +88,12 @@ def test_unverified_range_is_blocked_past_the_floor_and_audited(
     assert len(gateway.sent) == 6
     (event,) = [e for e in audit_lines(caplog, "pumping") if e["rule"] == "pumping_prefix"]
     assert event["outcome"] == "blocked"
-    assert (event["scope"], event["sent"], event["verified"]) == (f"prefix:{RANGE}", 6, 0)
+    assert (event["scope"], event["sent"], event["verified"]) == ("prefix:+86138****", 6, 0)
+    assert event["scope_id"] == range_tag(derive_key(TEST_SECRET, "phone-tag"), RANGE)
     assert (event["allowance"], event["strikes"], event["block_seconds"]) == (5.0, 1, 900)
-    # The masked number's digits plus the range would spell the number: only its hash is kept.
+    # The range is masked, and the number appears by its hash only.
     assert "phone" not in event and len(event["phone_hash"]) == 16
-    assert number(5) not in json.dumps(event)
+    assert number(5) not in json.dumps(event) and RANGE not in json.dumps(event)
 
 
 def test_verified_traffic_keeps_flowing(
@@ -143,8 +144,10 @@ def test_operator_lists_lifts_and_allow_lists(
 ) -> None:
     service = make_service()
     pump(service, 6)
-    blocks = {(b.kind, b.value): b.record for b in service.pumping.blocks(fake_clock.now())}
-    assert blocks[("prefix", RANGE)]["sent"] == 6
+    blocks = {(b.kind, b.shown): b for b in service.pumping.blocks(fake_clock.now())}
+    range_block = blocks[("prefix", "+86138****")]
+    assert range_block.record["sent"] == 6
+    assert range_block.value == range_tag(derive_key(TEST_SECRET, "phone-tag"), RANGE)
     assert ("subnet", "203.0.113.0/24") in blocks
 
     tag = service.pumping.allow("number", number(200), now=fake_clock.now())
@@ -154,7 +157,7 @@ def test_operator_lists_lifts_and_allow_lists(
     service.pumping.allow("subnet", "198.51.100.9", now=fake_clock.now())
     service.send_code(number(201), client_ip="198.51.100.20")
 
-    assert service.pumping.lift("prefix", RANGE)
+    assert service.pumping.lift("prefix", range_block.value)
     assert not service.pumping.lift("prefix", RANGE)
     service.send_code(number(202), client_ip="192.0.2.1")
 

@@ -9,6 +9,8 @@ from click.testing import CliRunner
 
 from otp_service import ConsoleGateway, OtpService
 from otp_service.cli import main
+from otp_service.core.codes import derive_key
+from otp_service.core.keys import range_tag
 from otp_service.errors import RateLimited
 from otp_service.settings import Settings
 from tests.conftest import TEST_SECRET
@@ -53,11 +55,23 @@ def test_blocks_are_listed_with_figures_then_lifted(service: OtpService) -> None
     for i in range(4):
         service.send_code(f"{RANGE}{i:04d}", client_ip=f"198.51.{i}.1")
     shown = abuse("blocks")
-    assert f"prefix {RANGE}: pumping_prefix — sent 4, verified 0, allowance 3.0, strike 1" in shown
+    range_id = range_tag(derive_key(TEST_SECRET, "phone-tag"), RANGE)
+    assert (
+        f"prefix +86138**** ({range_id}): pumping_prefix — sent 4, verified 0, allowance 3.0, "
+        "strike 1"
+    ) in shown
+    assert RANGE not in shown
     with pytest.raises(RateLimited):
         service.send_code(f"{RANGE}0100", client_ip="192.0.2.1")
+    assert abuse("lift", "prefix", range_id) == "block lifted\n"
+    assert abuse("lift", "prefix", range_id) == "no such block\n"
+    service.send_code(f"{RANGE}0100", client_ip="192.0.2.1")
+
+
+def test_a_range_block_is_lifted_by_the_range_in_clear(service: OtpService) -> None:
+    for i in range(4):
+        service.send_code(f"{RANGE}{i:04d}", client_ip=f"198.51.{i}.1")
     assert abuse("lift", "prefix", RANGE) == "block lifted\n"
-    assert abuse("lift", "prefix", RANGE) == "no such block\n"
     service.send_code(f"{RANGE}0100", client_ip="192.0.2.1")
 
 

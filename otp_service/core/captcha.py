@@ -42,10 +42,15 @@ def normalize_answer(answer: str) -> str:
     return "".join(folded.split())
 
 
-def answer_digest(key: bytes, challenge_id: str, answer: str) -> bytes:
-    """HMAC of a (normalised) answer bound to its challenge id; the text itself is never stored."""
+def answer_digest(key: bytes, challenge_id: str, answer: str, *, purpose: str) -> bytes:
+    """HMAC of a (normalised) answer bound to its challenge id and the purpose (flow) it was
+    made for; the text itself is never stored.
+
+    Binding the purpose means an answer checked for another flow is simply wrong: a challenge
+    solved for ``signup`` cannot open ``login``, with no field to read or compare on its own.
+    """
     # surrogatepass: a lone surrogate from JSON is just a wrong answer, not an encoding crash.
-    message = f"captcha\x00{challenge_id}\x00{normalize_answer(answer)}".encode(
+    message = f"captcha\x00{purpose}\x00{challenge_id}\x00{normalize_answer(answer)}".encode(
         "utf-8", "surrogatepass"
     )
     return hmac.new(key, message, hashlib.sha256).digest()

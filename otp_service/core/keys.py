@@ -2,8 +2,10 @@
 
 Keys never contain a full phone number: a number appears as a keyed hash (``phone_tag``), which
 is also the Redis Cluster hash tag (``{…}``) so every key of one number lives in one slot and each
-Lua script touches one slot. Number ranges (a number without its last four digits) and IP
-addresses appear in clear, so operators can read counters.
+Lua script touches one slot. A number range (a number without its last four digits) is keyed by
+hash too (``range_tag``): in clear, next to anything that shows a number's last four digits (a
+masked number in a log), it would spell the whole number. IP addresses appear in clear, so
+operators can read counters.
 """
 
 from __future__ import annotations
@@ -11,12 +13,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Sequence
 
 
 def phone_tag(key: bytes, e164: str) -> str:
     """A stable, keyed, non-reversible identifier of a number (20 base32 characters)."""
     digest = hmac.new(key, e164.encode(), hashlib.sha256).digest()[:12]
     return base64.b32encode(digest).decode().rstrip("=").lower()
+
+
+def range_tag(key: bytes, prefix: str) -> str:
+    """A keyed identifier of a number range, as :func:`phone_tag` is of a number (the input is
+    marked, so a range and a number never share a tag)."""
+    return phone_tag(key, f"range\0{prefix}")
+
+
+def every_tag(keys: Sequence[bytes], e164: str) -> list[str]:
+    """The tags of a number under each key (current first, no repeats): state that must outlive
+    a key rotation is looked for under all of them."""
+    return list(dict.fromkeys(phone_tag(key, e164) for key in keys))
 
 
 class Keys:

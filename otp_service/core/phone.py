@@ -85,6 +85,17 @@ def mask_phone(e164: str) -> str:
     return e164[:head] + "*" * (len(e164) - head - 4) + e164[-4:]
 
 
+def mask_range(prefix: str) -> str:
+    """``+861381234`` → ``+86138****``: no more of a range than :func:`mask_phone` shows of the
+    start of its numbers, so the two together never cover every digit (the masked number gives
+    the last four, the range only what the number showed already)."""
+    number_length = len(prefix) + RANGE_SUFFIX_DIGITS
+    if number_length < 8:
+        return "*" * len(prefix)
+    head = 6 if number_length >= 12 else 4
+    return prefix[:head] + "*" * (len(prefix) - head)
+
+
 def number_prefix(e164: str) -> str:
     """The number range: E.164 without its last four digits."""
     return e164[:-RANGE_SUFFIX_DIGITS]

@@ -162,7 +162,7 @@ class SendLimits:
         return rules
 
     def prefix_rules(self, keys: Keys, prefix: str) -> list[LimitRule]:
-        """The windows of one number range (E.164 without its last digits)."""
+        """The windows of one number range, named by its keyed hash (``keys.range_tag``)."""
         return self._axis("prefix", keys, prefix, self.prefix)
 
     def global_rules(self, keys: Keys) -> list[LimitRule]:

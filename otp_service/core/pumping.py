@@ -33,10 +33,26 @@ def rule_name(kind: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """One place counts are kept: a kind (``prefix``, ``country``, ``subnet``) and its value."""
+    """One place counts are kept: a kind (``prefix``, ``country``, ``subnet``) and its value.
+
+    A range's ``value`` is its keyed hash; ``label`` is what logs and operators see instead (the
+    masked range), and ``aliases`` are its hashes under fallback keys, where a block made before
+    a key rotation is still found.
+    """
 
     kind: str
     value: str
+    label: str = ""
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def shown(self) -> str:
+        return self.label or self.value
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        """The value under the current key first, then under each fallback."""
+        return (self.value, *self.aliases)
 
     @property
     def rule(self) -> str:
@@ -83,9 +99,12 @@ class Trip:
     allowance: float
 
     def describe(self) -> dict[str, object]:
+        scope = self.scope
+        hashed: dict[str, object] = {"scope_id": scope.value} if scope.label else {}
         return {
-            "rule": self.scope.rule,
-            "scope": f"{self.scope.kind}:{self.scope.value}",
+            "rule": scope.rule,
+            "scope": f"{scope.kind}:{scope.shown}",
+            **hashed,
             "sent": self.figures.sent,
             "verified": self.figures.verified,
             "unverified": self.figures.unverified,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,3 +190,20 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PersistenceReport(Protocol):
+    """A store whose server can say whether its data outlives a restart (Redis).
+
+    Opt-outs, consumed token ids, allow-lists and pumping blocks must survive a restart; a
+    server that keeps nothing on disk lifts them all when it restarts.
+    """
+
+    def persistence_warning(self) -> str | None:
+        """Why a restart of the server would lose state, or ``None`` when it persists (or does
+        not let us ask).
+
+        :raises StoreUnavailable: the server cannot be reached.
+        """
+        ...

@@ -98,6 +98,15 @@ def _connection_args(pool_type: type[redis.ConnectionPool]) -> tuple[str, ...]:
     return ("EVALSHA",) if required else ()
 
 
+def _text_mapping(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """A ``CONFIG GET`` answer as text (the client may or may not decode responses)."""
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _shadowed(indexes: Sequence[Any], names: Sequence[str]) -> tuple[str, ...]:
     return tuple(names[int(i) - 1] for i in indexes)
 
@@ -165,6 +174,48 @@ class RedisStore:
 
     def ping(self) -> None:
         self._run("ping", self.client.ping)
+
+    def persistence_warning(self) -> str | None:
+        """Why a restart would lose state (no AOF and no RDB snapshots), or ``None``.
+
+        ``CONFIG`` is often renamed, disabled or denied by ACL on managed servers; then we
+        cannot tell, and say nothing rather than warn about what may be fine.
+        """
+        try:
+            servers = self._persistence_config()
+        except redis.ResponseError:
+            return None
+        for name, config in servers:
+            if config.get("appendonly", "").lower() == "no" and not config.get("save", "").strip():
+                where = f"Redis {name}" if name else "Redis"
+                return (
+                    f'{where} keeps nothing on disk (appendonly no, save ""): a restart lifts '
+                    "every opt-out, allow-list entry and pumping block and lets used one-time "
+                    "tokens work again; turn on AOF (appendonly yes), see docs/operations.md"
+                )
+        return None
+
+    def _persistence_config(self) -> list[tuple[str, dict[str, str]]]:
+        """``appendonly`` and ``save`` of each server holding data (one here)."""
+
+        def read() -> dict[str, str]:
+            config: dict[str, str] = {}
+            for name in ("appendonly", "save"):
+                config.update(_text_mapping(self.client.config_get(name)))
+            return config
+
+        return [("", self._run_raising_responses("config", read))]
+
+    def _run_raising_responses(self, operation: str, call: Callable[[], Any]) -> Any:
+        """As :meth:`_run`, but a command the server refuses (``ResponseError``) is raised as it
+        is, for callers that can do without the answer."""
+        try:
+            return call()
+        except redis.ResponseError:
+            raise
+        except (redis.RedisError, RedisClusterException) as exc:
+            log.error("store operation %s failed: %s", operation, type(exc).__name__)
+            raise StoreUnavailable("The state store is unreachable.") from exc
 
     def close(self) -> None:
         self.client.close()
@@ -342,6 +393,26 @@ class ClusterRedisStore(RedisStore):
         # RedisCluster serves the same commands and scripts (one slot each); the stubs lack
         # register_script, so it is typed as the client it stands in for.
         return cls(cast("redis.Redis", client))
+
+    def _persistence_config(self) -> list[tuple[str, dict[str, str]]]:
+        """``appendonly`` and ``save`` of every primary: each holds a share of the keys."""
+        cluster = cast("RedisCluster", self.client)
+
+        def read() -> list[tuple[str, dict[str, str]]]:
+            servers: dict[str, dict[str, str]] = {}
+            for name in ("appendonly", "save"):
+                answers = cast(
+                    "Mapping[Any, Any]",
+                    cluster.config_get(name, target_nodes=RedisCluster.PRIMARIES),
+                )
+                if name in map(_text, answers):  # one primary: its answer, not one per node
+                    answers = {"": answers}
+                for node, answer in answers.items():
+                    servers.setdefault(_text(node), {}).update(_text_mapping(answer))
+            return sorted(servers.items())
+
+        result: list[tuple[str, dict[str, str]]] = self._run_raising_responses("config", read)
+        return result
 
     def _eval(self, operation: str, script: Script, keys: list[Any], args: list[Any]) -> Any:
         """Through the script object: the cluster client routes it to the keys' node."""

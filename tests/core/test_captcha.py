@@ -47,7 +47,9 @@ def test_challenges_use_the_alphabet_and_the_random_source() -> None:
 )
 def test_answers_normalise_case_width_and_spaces(typed: str, expected: str) -> None:
     assert normalize_answer(typed) == expected
-    assert answer_digest(KEY, CHALLENGE_ID, typed) == answer_digest(KEY, CHALLENGE_ID, expected)
+    assert answer_digest(KEY, CHALLENGE_ID, typed, purpose="signup") == answer_digest(
+        KEY, CHALLENGE_ID, expected, purpose="signup"
+    )
 
 
 def test_overlong_answers_are_cut_before_normalising() -> None:
@@ -55,10 +57,12 @@ def test_overlong_answers_are_cut_before_normalising() -> None:
 
 
 def test_digest_is_bound_to_the_challenge_and_the_key() -> None:
-    digest = answer_digest(KEY, CHALLENGE_ID, "ACD3F")
-    assert digest != answer_digest(KEY, "cd" * 18, "ACD3F")
-    assert digest != answer_digest(derive_key("other", "captcha"), CHALLENGE_ID, "ACD3F")
-    assert digest != answer_digest(KEY, CHALLENGE_ID, "ACD3E")
+    digest = answer_digest(KEY, CHALLENGE_ID, "ACD3F", purpose="signup")
+    assert digest != answer_digest(KEY, "cd" * 18, "ACD3F", purpose="signup")
+    assert digest != answer_digest(
+        derive_key("other", "captcha"), CHALLENGE_ID, "ACD3F", purpose="signup"
+    )
+    assert digest != answer_digest(KEY, CHALLENGE_ID, "ACD3E", purpose="signup")
 
 
 def test_sealed_text_opens_only_with_its_key_and_challenge() -> None:
@@ -79,7 +83,7 @@ def test_seal_refuses_a_wrong_size_nonce() -> None:
 
 def test_record_round_trips_and_rejects_foreign_bytes() -> None:
     record = ChallengeRecord(
-        digest=answer_digest(KEY, CHALLENGE_ID, "ACD3F"),
+        digest=answer_digest(KEY, CHALLENGE_ID, "ACD3F", purpose="signup"),
         sealed=seal_text(SEAL_KEY, CHALLENGE_ID, "ACD3F", NONCE),
         image_png=b"\x89PNG image bytes",
     )

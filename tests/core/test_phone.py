@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from otp_service.core.phone import mask_phone, number_prefix, parse_phone
+from otp_service.core.phone import mask_phone, mask_range, number_prefix, parse_phone
 from otp_service.errors import InvalidPhone, PhoneTypeNotAllowed, RegionNotAllowed
 
 CN = ("CN",)
@@ -76,3 +76,14 @@ def test_masking_keeps_country_head_and_last_four() -> None:
 
 def test_prefix_drops_the_last_four_digits() -> None:
     assert number_prefix("+8613812345678") == "+861381234"
+
+
+@pytest.mark.parametrize(
+    "e164", ["+8613812345678", "+14155550123", "+447700900123", "+3912345678", "+12345678"]
+)
+def test_a_masked_range_shows_nothing_the_masked_number_hides(e164: str) -> None:
+    masked_number, masked_range = mask_phone(e164), mask_range(number_prefix(e164))
+    number_shows = {i for i, c in enumerate(masked_number) if c != "*"}
+    range_shows = {i for i, c in enumerate(masked_range) if c != "*"}
+    assert range_shows <= number_shows
+    assert masked_number.startswith(masked_range.rstrip("*"))
