@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 import phonenumbers
 
@@ -91,31 +91,75 @@ def authenticate(settings: Settings, token: str | None) -> None:
 
 
 def parse_form(raw: bytes) -> dict[str, str]:
-    """Decode a form body; UTF-8 first, GB18030 as Huawei's domestic fallback.
+    """Decode a form body in any encoding Huawei's pushes are seen in.
 
-    :raises InvalidRequest: oversized, undecodable, or a field given twice (parameter pollution
+    Each value's bytes (percent-encoded, raw, or both mixed) are read as UTF-8, then as
+    GB18030, Huawei's domestic fallback; raw non-ASCII bytes are not an error (the uplink FAQ,
+    sms_05_0004, expects receivers to cope with them). The ISO-8859-1 mis-decoding is repaired
+    later, per field, by :func:`repair_body`. Only a value neither encoding can read is
+    refused, and the refusal is logged with what could be read (masked sender, message id).
+
+    :raises InvalidRequest: oversized, unreadable, or a field given twice (parameter pollution
         is how a forged field would slip past a check on the first copy).
     """
     if len(raw) > MAX_FORM_BYTES:
         raise InvalidRequest("The callback body is too large.")
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        raise InvalidRequest("The callback body must be URL-encoded.") from None
-    for encoding in ("utf-8", "gb18030"):
+    form: dict[str, str] = {}
+    unreadable: list[str] = []
+    for pair in raw.split(b"&"):
+        if not pair:
+            continue
+        raw_name, _, raw_value = pair.partition(b"=")
+        name = _decode_form_part(raw_name)
+        value = _decode_form_part(raw_value)
+        if name is None:
+            unreadable.append("(field name)")
+            continue
+        if name in form:
+            raise InvalidRequest(f"{name[:40]}: given more than once.")
+        if value is None:
+            unreadable.append(name[:40])
+            continue
+        form[name] = value
+    if unreadable:
+        log.warning(
+            "provider callback refused: unreadable %s (smsMsgId=%s, from %s, %d bytes)",
+            ", ".join(unreadable),
+            form.get("smsMsgId", "?")[:50],
+            _masked_sender(form.get("from")),
+            len(raw),
+            extra={"unreadable_fields": unreadable},
+        )
+        raise InvalidRequest(f"Unreadable text in: {', '.join(unreadable)[:200]}.")
+    return form
+
+
+#: Tried in order on each form value's bytes: the standard, then Huawei's domestic fallback.
+FORM_ENCODINGS = ("utf-8", "gb18030")
+
+
+def _decode_form_part(raw: bytes) -> str | None:
+    """One name or value: ``+`` is a space, ``%XX`` a byte, other bytes stand for themselves."""
+    data = unquote_to_bytes(raw.replace(b"+", b" "))
+    for encoding in FORM_ENCODINGS:
         try:
-            pairs = parse_qsl(text, keep_blank_values=True, encoding=encoding, errors="strict")
-            break
+            return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    else:  # pragma: no cover - gb18030 decodes any byte sequence
-        raise InvalidRequest("The callback body is not UTF-8.")
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        if name in form:
-            raise InvalidRequest(f"{name}: given more than once.")
-        form[name] = value
-    return form
+    return None
+
+
+def _masked_sender(raw: str | None) -> str:
+    """A sender number fit for a log line: masked, never in full, whatever its shape."""
+    if not raw:
+        return "?"
+    digits = "".join(c for c in raw if c.isdigit() or c == "+")[:21]
+    if not digits:
+        return "?"
+    try:
+        return mask_phone(normalize_number(digits, UPLINK_REGION))
+    except InvalidPhone:
+        return mask_phone(digits)
 
 
 def _field(
@@ -523,16 +567,27 @@ def handle_uplink_callback(
     :raises InvalidRequest: malformed push, including an invalid sender number.
     """
     authenticate(ctx.settings, token)
-    message = parse_uplink(parse_form(body))
-    outcome = record_uplink(
-        ctx.store,
-        Keys(ctx.settings.key_prefix),
-        message,
-        tag_key=tag_key(ctx.settings),
-        default_region=UPLINK_REGION,
-        now=ctx.clock.now(),
-        optout_ttl=ctx.settings.optout_ttl,
-    )
+    form = parse_form(body)
+    try:
+        message = parse_uplink(form)
+        outcome = record_uplink(
+            ctx.store,
+            Keys(ctx.settings.key_prefix),
+            message,
+            tag_key=tag_key(ctx.settings),
+            default_region=UPLINK_REGION,
+            now=ctx.clock.now(),
+            optout_ttl=ctx.settings.optout_ttl,
+        )
+    except InvalidRequest as exc:
+        # A refused reply may have been an opt-out: say which one, without the number.
+        log.warning(
+            "huawei uplink refused: %s (smsMsgId=%s, from %s)",
+            exc.detail,
+            form.get("smsMsgId", "?")[:50],
+            _masked_sender(form.get("from")),
+        )
+        raise
     log.info(
         "huawei uplink smsMsgId=%s from %s%s",
         message.sms_msg_id,

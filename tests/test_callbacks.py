@@ -115,9 +115,17 @@ def test_form_falls_back_to_gb18030() -> None:
     assert parse_form(body.encode())["body"] == "退订"
 
 
-def test_form_must_be_url_encoded() -> None:
-    with pytest.raises(InvalidRequest):
-        parse_form("body=退订".encode())
+def test_form_accepts_raw_utf8_bytes() -> None:
+    assert parse_form("body=退订&from=%2B86138".encode()) == {"body": "退订", "from": "+86138"}
+
+
+def test_form_accepts_raw_and_percent_encoded_bytes_mixed() -> None:
+    assert parse_form("body=退%E8%AE%A2+ok".encode())["body"] == "退订 ok"
+
+
+def test_form_value_no_encoding_can_read_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="Unreadable text in: body"):
+        parse_form(b"body=%FF%FE&smsMsgId=up-1")
 
 
 def test_uplink_parses_and_repairs_latin1_mojibake() -> None:
@@ -484,6 +492,66 @@ def test_an_opt_out_that_failed_once_is_applied_on_redelivery(
     assert post_form(client, path, form).status_code == 200
     assert store.get(KEYS.optout(TAG), now=fake_clock.now()) is not None
     assert post_form(client, path, form).status_code == 200  # a third time: a duplicate
+
+
+#: A 退订 reply in every encoding a push has been seen in (sms_05_0004 and its FAQ).
+OPTOUT_BODIES = [
+    pytest.param(b"body=" + urlencode({"b": "退订"})[2:].encode(), id="percent-encoded-utf8"),
+    pytest.param("body=退订".encode(), id="raw-utf8"),
+    pytest.param(
+        b"body=" + urlencode({"b": "退订".encode().decode("latin-1")})[2:].encode(),
+        id="latin1-misdecoded-percent-encoded",
+    ),
+    pytest.param(b"body=" + "退订".encode().decode("latin-1").encode(), id="latin1-misdecoded-raw"),
+    pytest.param("body=退订".encode("gb18030"), id="raw-gb18030"),
+    pytest.param(
+        b"body=" + "".join(f"%{b:02X}" for b in "退订".encode("gb18030")).encode(),
+        id="percent-encoded-gb18030",
+    ),
+]
+
+
+def post_raw(client: FlaskClient, path: str, body: bytes, token: str = TOKEN) -> Any:
+    return client.post(
+        f"{path}?{urlencode({'token': token})}",
+        data=body,
+        content_type="application/x-www-form-urlencoded",
+    )
+
+
+@pytest.mark.parametrize("body", OPTOUT_BODIES)
+def test_optout_reply_in_every_encoding_suppresses_the_number(
+    body: bytes, client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    push = b"smsMsgId=up-enc&from=8613812345678&to=1069000&" + body
+    response = post_raw(client, UPLINK_PATH, push)
+    assert (response.status_code, response.data) == (200, b"")
+    assert memory_store.get(KEYS.optout(TAG), now=fake_clock.now()) is not None
+    refused = client.post("/send-code", json={"phone": PHONE})
+    assert refused.get_json()["code"] == "number_opted_out"
+
+
+def test_unreadable_uplink_is_refused_and_logged_masked(
+    client: FlaskClient, memory_store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    push = b"smsMsgId=up-bad&from=8613812345678&to=1069000&body=%FF%FE%FD"
+    with caplog.at_level("WARNING", logger="otp_service.callbacks"):
+        response = post_raw(client, UPLINK_PATH, push)
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "invalid_request"
+    assert memory_store.keys() == []
+    [record] = [r for r in caplog.records if "unreadable" in r.getMessage()]
+    assert "up-bad" in record.getMessage() and "+86138****5678" in record.getMessage()
+    assert "8613812345678" not in caplog.text
+
+
+def test_refused_uplink_sender_is_logged_masked(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    push = b"smsMsgId=up-long&from=8613812345678&to=1069000&body=" + b"x" * 200
+    with caplog.at_level("WARNING", logger="otp_service.callbacks"):
+        assert post_raw(client, UPLINK_PATH, push).status_code == 400
+    assert "+86138****5678" in caplog.text and "8613812345678" not in caplog.text
 
 
 def test_uplink_senders_without_a_country_code_are_mainland_numbers(
