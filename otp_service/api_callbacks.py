@@ -1,4 +1,4 @@
-"""``POST /callbacks/huawei/status`` and ``/uplink``: thin Flask views over :mod:`callbacks`.
+"""``POST /callbacks/huawei/[<token>/]status`` and ``/uplink``: thin views over :mod:`callbacks`.
 
 The service lives in ``current_app.extensions["otp_service"]`` (anything with ``settings``,
 ``store`` and ``clock``). Errors are raised as :class:`~otp_service.errors.OtpError`s and
@@ -20,6 +20,7 @@ from otp_service.callbacks import (
     handle_status_callback,
     handle_uplink_callback,
 )
+from otp_service.core.client_ip import parse_networks, resolve_client_ip
 from otp_service.problems import register_on_blueprint
 
 callbacks_bp = Blueprint("otp_callbacks", __name__)
@@ -36,23 +37,44 @@ def _audit(ctx: CallbackContext) -> AuditLog | None:
     return audit if isinstance(audit, AuditLog) else None
 
 
+def _client_ip(ctx: CallbackContext) -> str | None:
+    """The push's source address, resolved through ``OTP_TRUSTED_PROXIES`` like every client's."""
+    proxies = getattr(ctx, "trusted_proxies", None)
+    if proxies is None:
+        proxies = parse_networks(ctx.settings.trusted_proxies)
+    forwarded = request.headers.get("X-Forwarded-For")
+    return resolve_client_ip(request.remote_addr, [] if forwarded is None else [forwarded], proxies)
+
+
 @callbacks_bp.post("/callbacks/huawei/status")
-def huawei_status() -> Response:
-    """A per-request delivery report; the token rides in the ``statusCallback`` URL."""
+@callbacks_bp.post("/callbacks/huawei/<token>/status")
+def huawei_status(token: str | None = None) -> Response:
+    """A per-request delivery report; the token rides in the ``statusCallback`` URL.
+
+    The path form (``/callbacks/huawei/<token>/status``) is what we hand out by default: it
+    survives a platform that drops the query string; the query form (``?token=``) still works.
+    """
     ctx = _context()
     outcome = handle_status_callback(
-        ctx, token=request.args.get("token"), body=request.get_data(cache=False)
+        ctx,
+        token=token if token is not None else request.args.get("token"),
+        body=request.get_data(cache=False),
+        client_ip=_client_ip(ctx),
     )
     _audit_report(ctx, outcome)
     return Response(status=200)
 
 
 @callbacks_bp.post("/callbacks/huawei/uplink")
-def huawei_uplink() -> Response:
+@callbacks_bp.post("/callbacks/huawei/<token>/uplink")
+def huawei_uplink(token: str | None = None) -> Response:
     """An inbound SMS; the token rides in the uplink URL configured in Huawei's console."""
     ctx = _context()
     outcome = handle_uplink_callback(
-        ctx, token=request.args.get("token"), body=request.get_data(cache=False)
+        ctx,
+        token=token if token is not None else request.args.get("token"),
+        body=request.get_data(cache=False),
+        client_ip=_client_ip(ctx),
     )
     _audit_uplink(ctx, outcome)
     return Response(status=200)

@@ -1,8 +1,9 @@
 """Huawei's pushes to us: delivery reports (§4) and inbound SMS (§5), independent of Flask.
 
 Both pushes are forms the provider POSTs without authentication of its own, so every push must
-carry our shared secret (``OTP_CALLBACK_TOKEN``, as the ``token`` query parameter of the URL we
-hand out) and is compared in constant time. What a push may change is narrow:
+carry our shared secret (``OTP_CALLBACK_TOKEN``, as a path segment of the URL we hand out, or as
+its ``token`` query parameter) and is compared in constant time; ``OTP_CALLBACK_ALLOWED_NETWORKS``
+can also restrict where pushes may come from. What a push may change is narrow:
 
 * a **status report** only updates the delivery state of a message we recorded as sent (unknown
   ``smsMsgId`` → 404, nothing stored), and is idempotent on (``smsMsgId``, ``sequence``,
@@ -23,16 +24,24 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Protocol
 from urllib.parse import unquote_to_bytes
 
 import phonenumbers
 
 from otp_service.clock import Clock
+from otp_service.core.client_ip import IPNetwork, parse_address, parse_networks
 from otp_service.core.codes import derive_key
 from otp_service.core.keys import Keys, phone_tag
 from otp_service.core.phone import mask_phone
-from otp_service.errors import CallbackUnauthorized, InvalidPhone, InvalidRequest, NotFound
+from otp_service.errors import (
+    CallbackForbidden,
+    CallbackUnauthorized,
+    InvalidPhone,
+    InvalidRequest,
+    NotFound,
+)
 from otp_service.settings import Settings
 from otp_service.store.base import Store
 
@@ -74,6 +83,31 @@ class CallbackContext(Protocol):
 
 
 # -- authentication and parsing --------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return parse_networks(cidrs)
+
+
+def check_source(settings: Settings, client_ip: str | None) -> None:
+    """Accept the push only from ``OTP_CALLBACK_ALLOWED_NETWORKS`` (when any are configured).
+
+    ``client_ip`` is the address resolved through ``OTP_TRUSTED_PROXIES``, as every limit sees
+    it; an unknown address (a Unix socket without a trusted proxy) is refused, not waved through.
+
+    :raises CallbackForbidden: the address is outside every allowed network.
+    """
+    allowed = settings.callback_allowed_networks
+    if not allowed:
+        return
+    address = parse_address(client_ip) if client_ip else None
+    if address is not None and any(
+        address.version == net.version and address in net for net in _networks(allowed)
+    ):
+        return
+    log.warning("provider callback refused: source %s is not an allowed network", client_ip)
+    raise CallbackForbidden("This address may not send provider callbacks.")
 
 
 def authenticate(settings: Settings, token: str | None) -> None:
@@ -532,13 +566,15 @@ def clear_optout(settings: Settings, store: Store, phone: str) -> bool:
 
 
 def handle_status_callback(
-    ctx: CallbackContext, *, token: str | None, body: bytes
+    ctx: CallbackContext, *, token: str | None, body: bytes, client_ip: str | None = None
 ) -> ReportOutcome:
     """Authenticate, parse and apply a per-request status report (§4.1).
 
+    :raises CallbackForbidden: ``client_ip`` is outside ``OTP_CALLBACK_ALLOWED_NETWORKS``.
     :raises CallbackUnauthorized: wrong or missing token.
     :raises InvalidRequest: malformed report. :raises NotFound: unknown ``smsMsgId``.
     """
+    check_source(ctx.settings, client_ip)
     authenticate(ctx.settings, token)
     report = parse_status_report(parse_form(body))
     outcome = record_status(
@@ -559,13 +595,15 @@ def handle_status_callback(
 
 
 def handle_uplink_callback(
-    ctx: CallbackContext, *, token: str | None, body: bytes
+    ctx: CallbackContext, *, token: str | None, body: bytes, client_ip: str | None = None
 ) -> UplinkOutcome:
     """Authenticate, parse and apply an inbound SMS (§5).
 
+    :raises CallbackForbidden: ``client_ip`` is outside ``OTP_CALLBACK_ALLOWED_NETWORKS``.
     :raises CallbackUnauthorized: wrong or missing token.
     :raises InvalidRequest: malformed push, including an invalid sender number.
     """
+    check_source(ctx.settings, client_ip)
     authenticate(ctx.settings, token)
     form = parse_form(body)
     try:

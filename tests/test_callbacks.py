@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from otp_service import callbacks
 from otp_service.api_callbacks import callbacks_bp
@@ -34,11 +38,13 @@ from otp_service.core.codes import derive_key
 from otp_service.core.keys import Keys, phone_tag
 from otp_service.errors import (
     CallbackUnauthorized,
+    ConfigurationError,
     InvalidPhone,
     InvalidRequest,
     NotFound,
     StoreUnavailable,
 )
+from otp_service.log_redaction import RedactTokens, redact_tokens
 from otp_service.settings import Settings
 from otp_service.sms import ConsoleGateway
 from otp_service.sms.huawei import HuaweiSmsGateway
@@ -563,6 +569,150 @@ def test_uplink_senders_without_a_country_code_are_mainland_numbers(
     assert memory_store.get(KEYS.optout(TAG), now=fake_clock.now()) is not None
 
 
+# -- the path form, source networks, logs -----------------------------------------------------
+
+
+def test_path_form_report_is_recorded(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    sent(memory_store, fake_clock.now())
+    response = client.post(
+        f"/callbacks/huawei/{TOKEN}/status",
+        data=urlencode({"smsMsgId": MSG_ID, "status": "DELIVRD"}),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert (response.status_code, response.data) == (200, b"")
+    state = delivery_state(memory_store, KEYS, MSG_ID, now=fake_clock.now())
+    assert state is not None and state.delivered
+
+
+def test_path_form_uplink_suppresses_the_number(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    push = "smsMsgId=up-p&from=8613812345678&to=1069000&body=退订".encode()
+    response = client.post(
+        f"/callbacks/huawei/{TOKEN}/uplink",
+        data=push,
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    assert memory_store.get(KEYS.optout(TAG), now=fake_clock.now()) is not None
+
+
+@pytest.mark.parametrize("kind", ["status", "uplink"])
+def test_path_form_with_a_wrong_token_is_401_even_with_a_good_query_token(
+    kind: str, client: FlaskClient, memory_store: MemoryStore
+) -> None:
+    form = {"smsMsgId": MSG_ID, "status": "DELIVRD", "from": PHONE, "to": "1069", "body": "TD"}
+    response = client.post(
+        f"/callbacks/huawei/wrong-token/{kind}?{urlencode({'token': TOKEN})}",
+        data=urlencode(form),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 401
+    assert memory_store.keys() == []
+
+
+HUAWEI_PUSH_NETWORKS = "117.78.29.0/24,124.70.27.0/24,124.71.67.0/24,123.60.96.0/24,119.8.109.0/24"
+UPLINK_FORM = {"smsMsgId": "up-n", "from": PHONE, "to": "1069000", "body": "TD"}
+
+
+@pytest.mark.parametrize("path", [UPLINK_PATH, f"/callbacks/huawei/{TOKEN}/uplink"])
+def test_callback_from_outside_the_allowed_networks_is_403(
+    path: str, app_factory: Callable[..., Flask], memory_store: MemoryStore
+) -> None:
+    client = app_factory(
+        memory_store, callback_allowed_networks=tuple(HUAWEI_PUSH_NETWORKS.split(","))
+    ).test_client()
+    # The test client's peer is 127.0.0.1; an X-Forwarded-For from an untrusted peer is ignored.
+    response = client.post(
+        f"{path}?{urlencode({'token': TOKEN})}",
+        data=urlencode(UPLINK_FORM),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Forwarded-For": "117.78.29.10"},
+    )
+    assert response.status_code == 403
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] == "callback_forbidden"
+    assert memory_store.keys() == []
+
+
+def test_callback_through_a_trusted_proxy_from_huawei_is_accepted(
+    app_factory: Callable[..., Flask], memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    client = app_factory(
+        memory_store,
+        callback_allowed_networks=tuple(HUAWEI_PUSH_NETWORKS.split(",")),
+        trusted_proxies=("127.0.0.1/32",),
+    ).test_client()
+    response = client.post(
+        f"/callbacks/huawei/{TOKEN}/uplink",
+        data=urlencode(UPLINK_FORM),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Forwarded-For": "203.0.113.9, 117.78.29.10"},
+    )
+    assert response.status_code == 200
+    assert memory_store.get(KEYS.optout(TAG), now=fake_clock.now()) is not None
+    forged = client.post(
+        f"/callbacks/huawei/{TOKEN}/uplink",
+        data=urlencode({**UPLINK_FORM, "smsMsgId": "up-forged"}),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Forwarded-For": "117.78.29.10, 203.0.113.9"},
+    )
+    assert forged.status_code == 403
+
+
+def test_allowed_networks_setting_refuses_a_non_cidr() -> None:
+    with pytest.raises(ConfigurationError, match="OTP_CALLBACK_ALLOWED_NETWORKS"):
+        Settings.from_env({"OTP_CALLBACK_ALLOWED_NETWORKS": "117.78.29.0/24,huawei"})
+
+
+def test_url_form_setting_refuses_other_words() -> None:
+    with pytest.raises(ConfigurationError, match="OTP_CALLBACK_URL_FORM"):
+        Settings.from_env({"OTP_CALLBACK_URL_FORM": "header"})
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (f"/callbacks/huawei/{TOKEN}/status", "/callbacks/huawei/***/status"),
+        (f"/api/callbacks/huawei/{TOKEN}/uplink", "/api/callbacks/huawei/***/uplink"),
+        (f"/callbacks/huawei/{TOKEN}/statuses", "/callbacks/huawei/***/statuses"),
+        (f'"POST /callbacks/huawei/status?token={TOKEN} HTTP/1.1" 200', None),
+        ("/callbacks/huawei/status", "/callbacks/huawei/status"),
+    ],
+)
+def test_tokens_are_redacted_from_request_lines(line: str, expected: str | None) -> None:
+    redacted = redact_tokens(line)
+    assert TOKEN not in redacted
+    if expected is not None:
+        assert redacted == expected
+
+
+def test_the_dev_server_logs_no_path_token(
+    app_factory: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = logging.getLogger("werkzeug")
+    redaction = RedactTokens()
+    logger.addFilter(redaction)
+    server = make_server("127.0.0.1", 0, app_factory(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        with caplog.at_level("INFO", logger="werkzeug"):
+            for path in (f"/callbacks/huawei/{TOKEN}/uplink", f"{UPLINK_PATH}?token={TOKEN}"):
+                response = requests.post(base + path, data=UPLINK_FORM, timeout=5)
+                assert response.status_code == 200
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()
+        logger.removeFilter(redaction)
+    assert "/callbacks/huawei/***/uplink" in caplog.text
+    assert TOKEN not in caplog.text
+
+
 # -- end to end through the simulator ----------------------------------------------------------
 
 
@@ -605,14 +755,28 @@ def test_provider_rejection_reaches_the_caller_as_a_problem(
     assert huawei_sim.received == 1
 
 
+@pytest.mark.parametrize("form", ["path", "query"])
 def test_delivery_report_for_a_sent_code_is_recorded(
-    huawei_app: Flask, huawei_sim: HuaweiSimulator, memory_store: MemoryStore, fake_clock: FakeClock
+    form: str,
+    app_factory: Callable[..., Flask],
+    huawei_sim: HuaweiSimulator,
+    memory_store: MemoryStore,
+    fake_clock: FakeClock,
 ) -> None:
-    client = huawei_app.test_client()
-    assert client.post("/send-code", json={"phone": PHONE}).status_code == 202
+    overrides = huawei_sim.settings_overrides(
+        public_url="https://otp.example.com", callback_url_form=form
+    )
+    settings = Settings(env="testing", secret_key=TEST_SECRET, callback_token=TOKEN, **overrides)
+    gateway = HuaweiSmsGateway.from_settings(settings)
+    client = app_factory(memory_store, gateway=gateway, **overrides).test_client()
+    try:
+        assert client.post("/send-code", json={"phone": PHONE}).status_code == 202
+    finally:
+        gateway.close()
     [message] = huawei_sim.messages
     assert message.status_callback is not None
     callback = urlsplit(message.status_callback)
+    assert (callback.query == "") == (form == "path")
     response = client.post(
         f"{callback.path}?{callback.query}",
         data=urlencode(huawei_sim.status_report(message)),

@@ -162,7 +162,8 @@ def test_send_is_recorded_with_the_documented_fields(
     assert sent.params == [CODE]  # a string: the leading zero survives
     assert huawei_sim.last_code(PHONE) == CODE
     assert sent.signature is None  # not a universal template
-    assert sent.status_callback == "https://otp.example.com/callbacks/huawei/status?token=cb-token"
+    # The token rides in the path by default: it survives a platform that drops the query.
+    assert sent.status_callback == "https://otp.example.com/callbacks/huawei/cb-token/status"
 
 
 def test_form_encodes_template_paras_as_a_json_array_of_strings(
@@ -178,7 +179,16 @@ def test_status_callback_carries_the_token_unchanged(
 ) -> None:
     # Settings admit only URL-safe tokens, so the same text works typed raw into the console.
     gateway = gateway_for(huawei_sim, {"callback_token": "a-b.c_d~e"})
-    assert gateway.form(message())["statusCallback"].endswith("?token=a-b.c_d~e")
+    assert gateway.form(message())["statusCallback"].endswith("/a-b.c_d~e/status")
+
+
+def test_query_form_status_callback_on_request(
+    huawei_sim: HuaweiSimulator, gateway_for: Callable[..., HuaweiSmsGateway]
+) -> None:
+    gateway = gateway_for(huawei_sim, {"callback_url_form": "query"})
+    assert gateway.form(message())["statusCallback"] == (
+        "https://otp.example.com/callbacks/huawei/status?token=cb-token"
+    )
 
 
 def test_no_status_callback_without_public_url(
