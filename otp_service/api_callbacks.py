@@ -14,9 +14,12 @@ from flask import Blueprint, Response, current_app, request
 
 from otp_service.audit import AuditLog, Event
 from otp_service.callbacks import (
+    MAX_BATCH_BYTES,
     CallbackContext,
     ReportOutcome,
+    StatusReport,
     UplinkOutcome,
+    handle_batch_status_callback,
     handle_status_callback,
     handle_uplink_callback,
 )
@@ -49,17 +52,28 @@ def _client_ip(ctx: CallbackContext) -> str | None:
 @callbacks_bp.post("/callbacks/huawei/status")
 @callbacks_bp.post("/callbacks/huawei/<token>/status")
 def huawei_status(token: str | None = None) -> Response:
-    """A per-request delivery report; the token rides in the ``statusCallback`` URL.
+    """A delivery report (a form), or a batch of them (JSON); the token rides in the URL.
 
-    The path form (``/callbacks/huawei/<token>/status``) is what we hand out by default: it
-    survives a platform that drops the query string; the query form (``?token=``) still works.
+    Per-request reports go to the ``statusCallback`` we sent; batch reports to the
+    application-level status URL set in Huawei's console. The path form
+    (``/callbacks/huawei/<token>/status``) is what we hand out by default: it survives a
+    platform that drops the query string; the query form (``?token=``) still works.
     """
     ctx = _context()
+    token = token if token is not None else request.args.get("token")
+    if request.mimetype == "application/json":
+        # A batch push (sms_05_0063): up to 50 reports, more than the app's usual body bound.
+        request.max_content_length = MAX_BATCH_BYTES
+        batch = handle_batch_status_callback(
+            ctx, token=token, body=request.get_data(cache=False), client_ip=_client_ip(ctx)
+        )
+        for outcome in batch.outcomes:
+            _audit_report(ctx, outcome)
+        for report in batch.unknown:
+            _audit_unknown_report(ctx, report)
+        return Response(status=200)
     outcome = handle_status_callback(
-        ctx,
-        token=token if token is not None else request.args.get("token"),
-        body=request.get_data(cache=False),
-        client_ip=_client_ip(ctx),
+        ctx, token=token, body=request.get_data(cache=False), client_ip=_client_ip(ctx)
     )
     _audit_report(ctx, outcome)
     return Response(status=200)
@@ -92,6 +106,15 @@ def _audit_report(ctx: CallbackContext, outcome: ReportOutcome) -> None:
         suppressed=outcome.suppressed or None,
     )
     audit.record(event, "duplicate" if outcome.duplicate else "recorded")
+
+
+def _audit_unknown_report(ctx: CallbackContext, report: StatusReport) -> None:
+    audit = _audit(ctx)
+    if audit is None:
+        return
+    event = Event("delivery_report")
+    event.details.update(message_id=report.sms_msg_id, status=report.status)
+    audit.record(event, "unknown")
 
 
 def _audit_uplink(ctx: CallbackContext, outcome: UplinkOutcome) -> None:

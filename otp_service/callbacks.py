@@ -1,4 +1,4 @@
-"""Huawei's pushes to us: delivery reports (§4) and inbound SMS (§5), independent of Flask.
+"""Huawei's pushes to us: delivery reports (§4, single or batch) and inbound SMS (§5), no Flask.
 
 Both pushes are forms the provider POSTs without authentication of its own, so every push must
 carry our shared secret (``OTP_CALLBACK_TOKEN``, as a path segment of the URL we hand out, or as
@@ -266,6 +266,72 @@ def parse_status_report(form: Mapping[str, str]) -> StatusReport:
         to=to,
         org_code=_field(form, "orgCode", max_len=16),
     )
+
+
+#: At most this many reports per batch push (sms_05_0063).
+MAX_BATCH_REPORTS = 50
+#: 50 reports of a few hundred bytes each fit with room; the route's body bound.
+MAX_BATCH_BYTES = 64 * 1024
+
+
+class _RepeatedName(ValueError):
+    pass
+
+
+def _unique_names(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # As for forms: a name given twice is how a forged field would slip past a check.
+    found: dict[str, object] = {}
+    for name, value in pairs:
+        if name in found:
+            raise _RepeatedName(name)
+        found[name] = value
+    return found
+
+
+def parse_batch_reports(raw: bytes) -> list[StatusReport]:
+    """Validate a batch push ``{"statusReportList": [...]}`` (sms_05_0063), every report first.
+
+    Each report carries the fields of a single one (numbers may come as JSON numbers); one
+    malformed report refuses the whole push before any is applied, so a fixed redelivery is
+    applied whole.
+
+    :raises InvalidRequest: not a JSON object, no list, more than 50 reports, a repeated
+        name, or any report that :func:`parse_status_report` refuses.
+    """
+    if len(raw) > MAX_BATCH_BYTES:
+        raise InvalidRequest("The callback body is too large.")
+    try:
+        data = json.loads(raw, object_pairs_hook=_unique_names)
+    except _RepeatedName as exc:
+        raise InvalidRequest(f"{str(exc)[:40]}: given more than once.") from None
+    except (ValueError, RecursionError):
+        raise InvalidRequest("The body must be a JSON object.") from None
+    items = data.get("statusReportList") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest("statusReportList: required, a non-empty list of reports.")
+    if len(items) > MAX_BATCH_REPORTS:
+        raise InvalidRequest(f"statusReportList: at most {MAX_BATCH_REPORTS} reports per push.")
+    reports = []
+    for index, item in enumerate(items):
+        try:
+            reports.append(parse_status_report(_report_fields(item)))
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"statusReportList[{index}]: {exc.detail}") from None
+    return reports
+
+
+def _report_fields(item: object) -> dict[str, str]:
+    """One JSON report as the form fields of a single report; scalars only."""
+    if not isinstance(item, dict):
+        raise InvalidRequest("each report must be an object.")
+    fields: dict[str, str] = {}
+    for name, value in item.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise InvalidRequest(f"{name[:40]}: expected a string.")
+        fields[name] = str(value)
+    return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,7 +642,52 @@ def handle_status_callback(
     """
     check_source(ctx.settings, client_ip)
     authenticate(ctx.settings, token)
-    report = parse_status_report(parse_form(body))
+    return apply_report(ctx, parse_status_report(parse_form(body)))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What a batch push changed: one outcome per known report, and the unknown ones."""
+
+    outcomes: list[ReportOutcome]
+    unknown: list[StatusReport]
+
+
+def handle_batch_status_callback(
+    ctx: CallbackContext, *, token: str | None, body: bytes, client_ip: str | None = None
+) -> BatchOutcome:
+    """Authenticate, parse and apply a batch push (sms_05_0063), each report as a single one.
+
+    A report for a message this service did not send (or no longer remembers) is skipped and
+    logged instead of failing the push: answering 404 would refuse its 49 neighbours too.
+
+    :raises CallbackForbidden: ``client_ip`` is outside ``OTP_CALLBACK_ALLOWED_NETWORKS``.
+    :raises CallbackUnauthorized: wrong or missing token.
+    :raises InvalidRequest: malformed push (nothing applied).
+    """
+    check_source(ctx.settings, client_ip)
+    authenticate(ctx.settings, token)
+    reports = parse_batch_reports(body)
+    outcomes: list[ReportOutcome] = []
+    unknown: list[StatusReport] = []
+    for report in reports:
+        try:
+            outcomes.append(apply_report(ctx, report))
+        except NotFound:
+            log.warning(
+                "huawei batch status report for an unknown smsMsgId=%s skipped",
+                report.sms_msg_id,
+                extra={"sms_msg_id": report.sms_msg_id},
+            )
+            unknown.append(report)
+    return BatchOutcome(outcomes, unknown)
+
+
+def apply_report(ctx: CallbackContext, report: StatusReport) -> ReportOutcome:
+    """Record one validated report and log it; the same for a single and a batch push.
+
+    :raises NotFound: unknown ``smsMsgId``.
+    """
     outcome = record_status(
         ctx.store,
         Keys(ctx.settings.key_prefix),

@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Flask
 
+from otp_service.callbacks import MAX_BATCH_REPORTS
 from otp_service.core.pow import MAX_PAYLOAD_CHARS
 from otp_service.errors import all_error_classes
 from otp_service.service import PURPOSE_PATTERN
@@ -219,6 +220,24 @@ def _schemas(code_length: int) -> dict[str, JSONSchema]:
             "type": "object",
             "description": "The provider's URL-encoded form, fields as its documentation gives.",
             "additionalProperties": {"type": "string"},
+        },
+        "BatchStatusReports": {
+            "type": "object",
+            "description": "Huawei's batch push (sms_05_0063): each report has the fields of a "
+            "single one.",
+            "properties": {
+                "statusReportList": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH_REPORTS,
+                    "items": {
+                        "type": "object",
+                        "required": ["smsMsgId", "status"],
+                        "additionalProperties": {"type": ["string", "integer", "null"]},
+                    },
+                }
+            },
+            "required": ["statusReportList"],
         },
     }
 
@@ -497,6 +516,13 @@ def _callback_operations(form_body: dict[str, Any]) -> list[_Operation]:
             (400, 401, 403, 413, 503),
         ),
     )
+    batch_body = {
+        "required": True,
+        "content": {
+            **form_body["content"],
+            "application/json": {"schema": {"$ref": _REF + "BatchStatusReports"}},
+        },
+    }
     operations = []
     for kind, summary, operation_id, statuses in pushes:
         for rule, parameter, suffix in (
@@ -507,7 +533,7 @@ def _callback_operations(form_body: dict[str, Any]) -> list[_Operation]:
                 "summary": summary,
                 "operationId": operation_id + suffix,
                 "parameters": [parameter],
-                "requestBody": form_body,
+                "requestBody": batch_body if kind == "status" else form_body,
                 "responses": {"200": _response("Recorded."), **_problems(*statuses)},
             }
             operations.append(_Operation(rule, "post", spec))

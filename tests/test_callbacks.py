@@ -569,6 +569,155 @@ def test_uplink_senders_without_a_country_code_are_mainland_numbers(
     assert memory_store.get(KEYS.optout(TAG), now=fake_clock.now()) is not None
 
 
+# -- batch status reports (sms_05_0063) -------------------------------------------------------
+
+
+def batch_ids(count: int) -> list[str]:
+    return [f"batch-{i:03d}_{i}" for i in range(count)]
+
+
+def sent_many(store: Store, ids: list[str], now: float) -> None:
+    for message_id in ids:
+        record_sent(store, KEYS, message_id=message_id, phone_tag=TAG, purpose="login", now=now)
+
+
+def post_batch(
+    client: FlaskClient, reports: object, *, path: str | None = None, raw: bytes | None = None
+) -> Any:
+    return client.post(
+        path or f"/callbacks/huawei/{TOKEN}/status",
+        data=raw if raw is not None else json.dumps({"statusReportList": reports}),
+        content_type="application/json",
+    )
+
+
+def test_batch_reports_are_each_recorded_like_a_single_one(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    ids = batch_ids(3)
+    sent_many(memory_store, ids, fake_clock.now())
+    reports = [
+        {"smsMsgId": ids[0], "status": "DELIVRD", "sequence": 1, "total": 1, "source": "2"},
+        {"smsMsgId": ids[1], "status": "UNDELIV", "updateTime": "2018-04-13T06:31:46Z"},
+        {"smsMsgId": ids[2], "status": "TDBLACK", "orgCode": "000", "statusDesc": None},
+    ]
+    response = post_batch(client, reports)
+    assert (response.status_code, response.data) == (200, b"")
+    now = fake_clock.now()
+    states = [delivery_state(memory_store, KEYS, i, now=now) for i in ids]
+    assert [state.status if state else None for state in states] == [
+        "DELIVRD",
+        "UNDELIV",
+        "TDBLACK",
+    ]
+    assert memory_store.get(KEYS.optout(TAG), now=now) is not None  # the blacklist status
+    before = sorted(memory_store.keys())
+    assert post_batch(client, reports).status_code == 200  # redelivered: idempotent
+    assert sorted(memory_store.keys()) == before
+
+
+def test_batch_through_the_query_form_is_recorded(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    sent(memory_store, fake_clock.now())
+    response = post_batch(
+        client,
+        [{"smsMsgId": MSG_ID, "status": "DELIVRD"}],
+        path=f"{STATUS_PATH}?{urlencode({'token': TOKEN})}",
+    )
+    assert response.status_code == 200
+    assert delivery_state(memory_store, KEYS, MSG_ID, now=fake_clock.now()) is not None
+
+
+def test_batch_with_an_unknown_message_records_the_others(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    sent(memory_store, fake_clock.now())
+    reports = [
+        {"smsMsgId": "never-sent_1", "status": "DELIVRD"},
+        {"smsMsgId": MSG_ID, "status": "DELIVRD"},
+    ]
+    assert post_batch(client, reports).status_code == 200
+    assert delivery_state(memory_store, KEYS, MSG_ID, now=fake_clock.now()) is not None
+    assert delivery_state(memory_store, KEYS, "never-sent_1", now=fake_clock.now()) is None
+
+
+def test_fifty_long_reports_fit_the_batch_bound(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    ids = batch_ids(50)
+    sent_many(memory_store, ids, fake_clock.now())
+    reports = [{"smsMsgId": i, "status": "DELIVRD", "statusDesc": "d" * 500} for i in ids]
+    body = json.dumps({"statusReportList": reports}).encode()
+    assert len(body) > 16 * 1024  # past every other route's bound
+    assert post_batch(client, None, raw=body).status_code == 200
+    assert all(delivery_state(memory_store, KEYS, i, now=fake_clock.now()) for i in ids)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(
+            json.dumps(
+                {"statusReportList": [{"smsMsgId": i, "status": "DELIVRD"} for i in batch_ids(51)]}
+            ).encode(),
+            id="51-reports",
+        ),
+        pytest.param(b'{"statusReportList": []}', id="empty-list"),
+        pytest.param(b'{"statusReportList": {"smsMsgId": "a"}}', id="not-a-list"),
+        pytest.param(b'[{"smsMsgId": "a", "status": "DELIVRD"}]', id="bare-list"),
+        pytest.param(b"smsMsgId=a&status=DELIVRD", id="form-as-json"),
+        pytest.param(b"\xff\xfe", id="not-utf8"),
+        pytest.param(b"[" * 100_00 + b"]" * 100_00, id="deep-nesting"),
+        pytest.param(
+            b'{"statusReportList": [{"smsMsgId": "batch-000_0", "status": "DELIVRD"},'
+            b' {"smsMsgId": "batch-001_1"}]}',
+            id="one-report-malformed",
+        ),
+        pytest.param(
+            b'{"statusReportList": [{"smsMsgId": "batch-000_0", "status": "DELIVRD",'
+            b' "status": "UNDELIV"}]}',
+            id="repeated-name",
+        ),
+        pytest.param(
+            b'{"statusReportList": [{"smsMsgId": "batch-000_0", "status": ["DELIVRD"]}]}',
+            id="value-not-a-string",
+        ),
+        pytest.param(
+            b'{"statusReportList": [{"smsMsgId": "batch-000_0", "status": "DELIVRD",'
+            b' "total": true}]}',
+            id="boolean",
+        ),
+    ],
+)
+def test_malformed_batches_are_400_and_apply_nothing(
+    raw: bytes, client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    ids = batch_ids(2)
+    sent_many(memory_store, ids, fake_clock.now())
+    before = sorted(memory_store.keys())
+    response = post_batch(client, None, raw=raw)
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] == "invalid_request"
+    assert sorted(memory_store.keys()) == before
+
+
+def test_batch_past_64_kib_is_413(client: FlaskClient) -> None:
+    body = json.dumps({"statusReportList": [{"smsMsgId": "a", "status": "x" * 70_000}]})
+    response = post_batch(client, None, raw=body.encode())
+    assert response.status_code == 413
+    assert response.get_json()["code"] == "payload_too_large"
+
+
+def test_batch_with_a_wrong_token_is_401(client: FlaskClient, memory_store: MemoryStore) -> None:
+    response = post_batch(
+        client, [{"smsMsgId": MSG_ID, "status": "DELIVRD"}], path="/callbacks/huawei/bad/status"
+    )
+    assert response.status_code == 401
+    assert memory_store.keys() == []
+
+
 # -- the path form, source networks, logs -----------------------------------------------------
 
 
