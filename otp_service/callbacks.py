@@ -1,8 +1,9 @@
-"""Huawei's pushes to us: delivery reports (§4) and inbound SMS (§5), independent of Flask.
+"""Huawei's pushes to us: delivery reports (§4, single or batch) and inbound SMS (§5), no Flask.
 
 Both pushes are forms the provider POSTs without authentication of its own, so every push must
-carry our shared secret (``OTP_CALLBACK_TOKEN``, as the ``token`` query parameter of the URL we
-hand out) and is compared in constant time. What a push may change is narrow:
+carry our shared secret (``OTP_CALLBACK_TOKEN``, as a path segment of the URL we hand out, or as
+its ``token`` query parameter) and is compared in constant time; ``OTP_CALLBACK_ALLOWED_NETWORKS``
+can also restrict where pushes may come from. What a push may change is narrow:
 
 * a **status report** only updates the delivery state of a message we recorded as sent (unknown
   ``smsMsgId`` → 404, nothing stored), and is idempotent on (``smsMsgId``, ``sequence``,
@@ -23,15 +24,23 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 import phonenumbers
 
 from otp_service.clock import Clock
+from otp_service.core.client_ip import IPNetwork, parse_address, parse_networks
 from otp_service.core.keys import Keys, every_tag, phone_tag
 from otp_service.core.phone import mask_phone
-from otp_service.errors import CallbackUnauthorized, InvalidPhone, InvalidRequest, NotFound
+from otp_service.errors import (
+    CallbackForbidden,
+    CallbackUnauthorized,
+    InvalidPhone,
+    InvalidRequest,
+    NotFound,
+)
 from otp_service.settings import Settings
 from otp_service.store.base import Store
 
@@ -75,6 +84,31 @@ class CallbackContext(Protocol):
 # -- authentication and parsing --------------------------------------------------------------
 
 
+@lru_cache(maxsize=16)
+def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return parse_networks(cidrs)
+
+
+def check_source(settings: Settings, client_ip: str | None) -> None:
+    """Accept the push only from ``OTP_CALLBACK_ALLOWED_NETWORKS`` (when any are configured).
+
+    ``client_ip`` is the address resolved through ``OTP_TRUSTED_PROXIES``, as every limit sees
+    it; an unknown address (a Unix socket without a trusted proxy) is refused, not waved through.
+
+    :raises CallbackForbidden: the address is outside every allowed network.
+    """
+    allowed = settings.callback_allowed_networks
+    if not allowed:
+        return
+    address = parse_address(client_ip) if client_ip else None
+    if address is not None and any(
+        address.version == net.version and address in net for net in _networks(allowed)
+    ):
+        return
+    log.warning("provider callback refused: source %s is not an allowed network", client_ip)
+    raise CallbackForbidden("This address may not send provider callbacks.")
+
+
 def authenticate(settings: Settings, token: str | None) -> None:
     """Accept the push only if it carries ``OTP_CALLBACK_TOKEN``.
 
@@ -90,31 +124,75 @@ def authenticate(settings: Settings, token: str | None) -> None:
 
 
 def parse_form(raw: bytes) -> dict[str, str]:
-    """Decode a form body; UTF-8 first, GB18030 as Huawei's domestic fallback.
+    """Decode a form body in any encoding Huawei's pushes are seen in.
 
-    :raises InvalidRequest: oversized, undecodable, or a field given twice (parameter pollution
+    Each value's bytes (percent-encoded, raw, or both mixed) are read as UTF-8, then as
+    GB18030, Huawei's domestic fallback; raw non-ASCII bytes are not an error (the uplink FAQ,
+    sms_05_0004, expects receivers to cope with them). The ISO-8859-1 mis-decoding is repaired
+    later, per field, by :func:`repair_body`. Only a value neither encoding can read is
+    refused, and the refusal is logged with what could be read (masked sender, message id).
+
+    :raises InvalidRequest: oversized, unreadable, or a field given twice (parameter pollution
         is how a forged field would slip past a check on the first copy).
     """
     if len(raw) > MAX_FORM_BYTES:
         raise InvalidRequest("The callback body is too large.")
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        raise InvalidRequest("The callback body must be URL-encoded.") from None
-    for encoding in ("utf-8", "gb18030"):
+    form: dict[str, str] = {}
+    unreadable: list[str] = []
+    for pair in raw.split(b"&"):
+        if not pair:
+            continue
+        raw_name, _, raw_value = pair.partition(b"=")
+        name = _decode_form_part(raw_name)
+        value = _decode_form_part(raw_value)
+        if name is None:
+            unreadable.append("(field name)")
+            continue
+        if name in form:
+            raise InvalidRequest(f"{name[:40]}: given more than once.")
+        if value is None:
+            unreadable.append(name[:40])
+            continue
+        form[name] = value
+    if unreadable:
+        log.warning(
+            "provider callback refused: unreadable %s (smsMsgId=%s, from %s, %d bytes)",
+            ", ".join(unreadable),
+            form.get("smsMsgId", "?")[:50],
+            _masked_sender(form.get("from")),
+            len(raw),
+            extra={"unreadable_fields": unreadable},
+        )
+        raise InvalidRequest(f"Unreadable text in: {', '.join(unreadable)[:200]}.")
+    return form
+
+
+#: Tried in order on each form value's bytes: the standard, then Huawei's domestic fallback.
+FORM_ENCODINGS = ("utf-8", "gb18030")
+
+
+def _decode_form_part(raw: bytes) -> str | None:
+    """One name or value: ``+`` is a space, ``%XX`` a byte, other bytes stand for themselves."""
+    data = unquote_to_bytes(raw.replace(b"+", b" "))
+    for encoding in FORM_ENCODINGS:
         try:
-            pairs = parse_qsl(text, keep_blank_values=True, encoding=encoding, errors="strict")
-            break
+            return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    else:  # pragma: no cover - gb18030 decodes any byte sequence
-        raise InvalidRequest("The callback body is not UTF-8.")
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        if name in form:
-            raise InvalidRequest(f"{name}: given more than once.")
-        form[name] = value
-    return form
+    return None
+
+
+def _masked_sender(raw: str | None) -> str:
+    """A sender number fit for a log line: masked, never in full, whatever its shape."""
+    if not raw:
+        return "?"
+    digits = "".join(c for c in raw if c.isdigit() or c == "+")[:21]
+    if not digits:
+        return "?"
+    try:
+        return mask_phone(normalize_number(digits, UPLINK_REGION))
+    except InvalidPhone:
+        return mask_phone(digits)
 
 
 def _field(
@@ -187,6 +265,72 @@ def parse_status_report(form: Mapping[str, str]) -> StatusReport:
         to=to,
         org_code=_field(form, "orgCode", max_len=16),
     )
+
+
+#: At most this many reports per batch push (sms_05_0063).
+MAX_BATCH_REPORTS = 50
+#: 50 reports of a few hundred bytes each fit with room; the route's body bound.
+MAX_BATCH_BYTES = 64 * 1024
+
+
+class _RepeatedName(ValueError):
+    pass
+
+
+def _unique_names(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # As for forms: a name given twice is how a forged field would slip past a check.
+    found: dict[str, object] = {}
+    for name, value in pairs:
+        if name in found:
+            raise _RepeatedName(name)
+        found[name] = value
+    return found
+
+
+def parse_batch_reports(raw: bytes) -> list[StatusReport]:
+    """Validate a batch push ``{"statusReportList": [...]}`` (sms_05_0063), every report first.
+
+    Each report carries the fields of a single one (numbers may come as JSON numbers); one
+    malformed report refuses the whole push before any is applied, so a fixed redelivery is
+    applied whole.
+
+    :raises InvalidRequest: not a JSON object, no list, more than 50 reports, a repeated
+        name, or any report that :func:`parse_status_report` refuses.
+    """
+    if len(raw) > MAX_BATCH_BYTES:
+        raise InvalidRequest("The callback body is too large.")
+    try:
+        data = json.loads(raw, object_pairs_hook=_unique_names)
+    except _RepeatedName as exc:
+        raise InvalidRequest(f"{str(exc)[:40]}: given more than once.") from None
+    except (ValueError, RecursionError):
+        raise InvalidRequest("The body must be a JSON object.") from None
+    items = data.get("statusReportList") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest("statusReportList: required, a non-empty list of reports.")
+    if len(items) > MAX_BATCH_REPORTS:
+        raise InvalidRequest(f"statusReportList: at most {MAX_BATCH_REPORTS} reports per push.")
+    reports = []
+    for index, item in enumerate(items):
+        try:
+            reports.append(parse_status_report(_report_fields(item)))
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"statusReportList[{index}]: {exc.detail}") from None
+    return reports
+
+
+def _report_fields(item: object) -> dict[str, str]:
+    """One JSON report as the form fields of a single report; scalars only."""
+    if not isinstance(item, dict):
+        raise InvalidRequest("each report must be an object.")
+    fields: dict[str, str] = {}
+    for name, value in item.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise InvalidRequest(f"{name[:40]}: expected a string.")
+        fields[name] = str(value)
+    return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,15 +654,62 @@ def clear_optout(settings: Settings, store: Store, phone: str) -> bool:
 
 
 def handle_status_callback(
-    ctx: CallbackContext, *, token: str | None, body: bytes
+    ctx: CallbackContext, *, token: str | None, body: bytes, client_ip: str | None = None
 ) -> ReportOutcome:
     """Authenticate, parse and apply a per-request status report (§4.1).
 
+    :raises CallbackForbidden: ``client_ip`` is outside ``OTP_CALLBACK_ALLOWED_NETWORKS``.
     :raises CallbackUnauthorized: wrong or missing token.
     :raises InvalidRequest: malformed report. :raises NotFound: unknown ``smsMsgId``.
     """
+    check_source(ctx.settings, client_ip)
     authenticate(ctx.settings, token)
-    report = parse_status_report(parse_form(body))
+    return apply_report(ctx, parse_status_report(parse_form(body)))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What a batch push changed: one outcome per known report, and the unknown ones."""
+
+    outcomes: list[ReportOutcome]
+    unknown: list[StatusReport]
+
+
+def handle_batch_status_callback(
+    ctx: CallbackContext, *, token: str | None, body: bytes, client_ip: str | None = None
+) -> BatchOutcome:
+    """Authenticate, parse and apply a batch push (sms_05_0063), each report as a single one.
+
+    A report for a message this service did not send (or no longer remembers) is skipped and
+    logged instead of failing the push: answering 404 would refuse its 49 neighbours too.
+
+    :raises CallbackForbidden: ``client_ip`` is outside ``OTP_CALLBACK_ALLOWED_NETWORKS``.
+    :raises CallbackUnauthorized: wrong or missing token.
+    :raises InvalidRequest: malformed push (nothing applied).
+    """
+    check_source(ctx.settings, client_ip)
+    authenticate(ctx.settings, token)
+    reports = parse_batch_reports(body)
+    outcomes: list[ReportOutcome] = []
+    unknown: list[StatusReport] = []
+    for report in reports:
+        try:
+            outcomes.append(apply_report(ctx, report))
+        except NotFound:
+            log.warning(
+                "huawei batch status report for an unknown smsMsgId=%s skipped",
+                report.sms_msg_id,
+                extra={"sms_msg_id": report.sms_msg_id},
+            )
+            unknown.append(report)
+    return BatchOutcome(outcomes, unknown)
+
+
+def apply_report(ctx: CallbackContext, report: StatusReport) -> ReportOutcome:
+    """Record one validated report and log it; the same for a single and a batch push.
+
+    :raises NotFound: unknown ``smsMsgId``.
+    """
     outcome = record_status(
         ctx.store,
         Keys(ctx.settings.key_prefix),
@@ -537,24 +728,37 @@ def handle_status_callback(
 
 
 def handle_uplink_callback(
-    ctx: CallbackContext, *, token: str | None, body: bytes
+    ctx: CallbackContext, *, token: str | None, body: bytes, client_ip: str | None = None
 ) -> UplinkOutcome:
     """Authenticate, parse and apply an inbound SMS (§5).
 
+    :raises CallbackForbidden: ``client_ip`` is outside ``OTP_CALLBACK_ALLOWED_NETWORKS``.
     :raises CallbackUnauthorized: wrong or missing token.
     :raises InvalidRequest: malformed push, including an invalid sender number.
     """
+    check_source(ctx.settings, client_ip)
     authenticate(ctx.settings, token)
-    message = parse_uplink(parse_form(body))
-    outcome = record_uplink(
-        ctx.store,
-        Keys(ctx.settings.key_prefix),
-        message,
-        tag_key=tag_key(ctx.settings),
-        default_region=UPLINK_REGION,
-        now=ctx.clock.now(),
-        optout_ttl=ctx.settings.optout_ttl,
-    )
+    form = parse_form(body)
+    try:
+        message = parse_uplink(form)
+        outcome = record_uplink(
+            ctx.store,
+            Keys(ctx.settings.key_prefix),
+            message,
+            tag_key=tag_key(ctx.settings),
+            default_region=UPLINK_REGION,
+            now=ctx.clock.now(),
+            optout_ttl=ctx.settings.optout_ttl,
+        )
+    except InvalidRequest as exc:
+        # A refused reply may have been an opt-out: say which one, without the number.
+        log.warning(
+            "huawei uplink refused: %s (smsMsgId=%s, from %s)",
+            exc.detail,
+            form.get("smsMsgId", "?")[:50],
+            _masked_sender(form.get("from")),
+        )
+        raise
     log.info(
         "huawei uplink smsMsgId=%s from %s%s",
         message.sms_msg_id,

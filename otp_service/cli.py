@@ -56,7 +56,10 @@ def serve(host: str, port: int, workers: int) -> None:
     _exit_on_problems(server_problems)
     if workers == 0:
         from otp_service.app import create_app
+        from otp_service.log_redaction import RedactTokens
 
+        # Werkzeug's request lines show the full URL, callback tokens included.
+        logging.getLogger("werkzeug").addFilter(RedactTokens())
         create_app(settings).run(host=host, port=port)
         return
     # Refused here, before gunicorn starts, with the same reasons its config module gives.

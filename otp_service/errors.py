@@ -265,3 +265,11 @@ class CallbackUnauthorized(OtpError):
     code = "callback_unauthorized"
     status = 401
     title = "The callback is not authenticated"
+
+
+class CallbackForbidden(OtpError):
+    """A provider callback from an address outside ``OTP_CALLBACK_ALLOWED_NETWORKS``."""
+
+    code = "callback_forbidden"
+    status = 403
+    title = "The callback's source address is not allowed"

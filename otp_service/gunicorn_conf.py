@@ -13,7 +13,8 @@ overrides any gunicorn setting (e.g. ``--threads 8``).
 - Proxies: gunicorn believes forwarded headers from exactly ``OTP_TRUSTED_PROXIES`` (the same
   CIDRs the app trusts for ``X-Forwarded-For``); empty means nobody.
 - Logs: every line on stdout/stderr is one JSON object: access lines (never the query string,
-  where provider callbacks carry their token), audit events and application logs.
+  and the token segment of ``/callbacks/huawei/<token>/…`` redacted: provider callbacks carry
+  their secret there), audit events and application logs.
 - Metrics: with several workers ``PROMETHEUS_MULTIPROC_DIR`` is required; it is emptied at start
   and a dead worker's live values are released (``child_exit``).
 """
@@ -32,6 +33,7 @@ from prometheus_client import multiprocess
 
 from otp_service.audit import FIELDS_ATTRIBUTE, JsonLineFormatter
 from otp_service.errors import ConfigurationError
+from otp_service.log_redaction import redact_tokens
 from otp_service.metrics import MULTIPROC_ENV
 from otp_service.settings import Settings
 
@@ -94,8 +96,9 @@ class JsonAccessLogger(Logger):  # type: ignore[misc]  # gunicorn ships no types
         fields = {
             "event": "access",
             "method": environ.get("REQUEST_METHOD"),
-            # The path only: provider callbacks carry their secret in the query string.
-            "path": environ.get("PATH_INFO"),
+            # The path only (provider callbacks may carry their secret in the query string),
+            # with the token segment of a path-form callback URL redacted.
+            "path": redact_tokens(str(environ.get("PATH_INFO") or "")),
             "status": int(status) if status.isdigit() else status,
             "bytes": getattr(resp, "sent", None),
             "duration_ms": round(request_time.total_seconds() * 1000, 3),

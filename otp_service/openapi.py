@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Flask
 
+from otp_service.callbacks import MAX_BATCH_REPORTS
 from otp_service.core.pow import MAX_PAYLOAD_CHARS
 from otp_service.errors import all_error_classes
 from otp_service.service import PURPOSE_PATTERN
@@ -264,6 +265,24 @@ def _schemas(code_length: int) -> dict[str, JSONSchema]:
             "description": "The provider's URL-encoded form, fields as its documentation gives.",
             "additionalProperties": {"type": "string"},
         },
+        "BatchStatusReports": {
+            "type": "object",
+            "description": "Huawei's batch push (sms_05_0063): each report has the fields of a "
+            "single one.",
+            "properties": {
+                "statusReportList": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH_REPORTS,
+                    "items": {
+                        "type": "object",
+                        "required": ["smsMsgId", "status"],
+                        "additionalProperties": {"type": ["string", "integer", "null"]},
+                    },
+                }
+            },
+            "required": ["statusReportList"],
+        },
     }
 
 
@@ -284,7 +303,8 @@ def _response(description: str, content: dict[str, Any] | None = None) -> dict[s
 _PROBLEM_STATUSES = {
     400: "Invalid request, phone, captcha or code.",
     401: "Token or callback not accepted.",
-    403: "Region, number type or opt-out refuses this number.",
+    403: "Region, number type or opt-out refuses this number; a callback from a network that "
+    "OTP_CALLBACK_ALLOWED_NETWORKS does not allow.",
     404: "No such resource.",
     409: "A request with the same Idempotency-Key is still running.",
     413: "Body too large.",
@@ -346,13 +366,6 @@ def _operations() -> list[_Operation]:
         "name": "challenge_id",
         "in": "path",
         "required": True,
-        "schema": {"type": "string"},
-    }
-    callback_token = {
-        "name": "token",
-        "in": "query",
-        "required": False,
-        "description": "The shared callback secret (OTP_CALLBACK_TOKEN).",
         "schema": {"type": "string"},
     }
     json_object = {"application/json": {"schema": {"type": "object"}}}
@@ -480,28 +493,7 @@ def _operations() -> list[_Operation]:
                 },
             },
         ),
-        _Operation(
-            "/callbacks/huawei/status",
-            "post",
-            {
-                "summary": "Huawei delivery report",
-                "operationId": "huaweiStatusCallback",
-                "parameters": [callback_token],
-                "requestBody": form_body,
-                "responses": {"200": _response("Recorded."), **_problems(400, 401, 404, 413, 503)},
-            },
-        ),
-        _Operation(
-            "/callbacks/huawei/uplink",
-            "post",
-            {
-                "summary": "Huawei inbound SMS (opt-out replies)",
-                "operationId": "huaweiUplinkCallback",
-                "parameters": [callback_token],
-                "requestBody": form_body,
-                "responses": {"200": _response("Recorded."), **_problems(400, 401, 413, 503)},
-            },
-        ),
+        *_callback_operations(form_body),
         _Operation(
             "/healthz",
             "get",
@@ -583,6 +575,61 @@ def _operations() -> list[_Operation]:
             },
         ),
     ]
+
+
+def _callback_operations(form_body: dict[str, Any]) -> list[_Operation]:
+    """Each provider push in its two forms: the token as a path segment (what we hand out by
+    default, ``OTP_CALLBACK_URL_FORM=path``) or as the ``token`` query parameter."""
+    query_token = {
+        "name": "token",
+        "in": "query",
+        "required": False,
+        "description": "The shared callback secret (OTP_CALLBACK_TOKEN).",
+        "schema": {"type": "string"},
+    }
+    path_token = {
+        "name": "token",
+        "in": "path",
+        "required": True,
+        "description": "The shared callback secret (OTP_CALLBACK_TOKEN).",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._~-]+$"},
+    }
+    pushes = (
+        (
+            "status",
+            "Huawei delivery report",
+            "huaweiStatusCallback",
+            (400, 401, 403, 404, 413, 503),
+        ),
+        (
+            "uplink",
+            "Huawei inbound SMS (opt-out replies)",
+            "huaweiUplinkCallback",
+            (400, 401, 403, 413, 503),
+        ),
+    )
+    batch_body = {
+        "required": True,
+        "content": {
+            **form_body["content"],
+            "application/json": {"schema": {"$ref": _REF + "BatchStatusReports"}},
+        },
+    }
+    operations = []
+    for kind, summary, operation_id, statuses in pushes:
+        for rule, parameter, suffix in (
+            (f"/callbacks/huawei/{kind}", query_token, ""),
+            (f"/callbacks/huawei/<token>/{kind}", path_token, "ByPath"),
+        ):
+            spec = {
+                "summary": summary,
+                "operationId": operation_id + suffix,
+                "parameters": [parameter],
+                "requestBody": batch_body if kind == "status" else form_body,
+                "responses": {"200": _response("Recorded."), **_problems(*statuses)},
+            }
+            operations.append(_Operation(rule, "post", spec))
+    return operations
 
 
 def documented_rules() -> dict[tuple[str, str], str]:

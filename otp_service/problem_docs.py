@@ -78,6 +78,9 @@ REMEDIES: dict[str, str] = {
     "fix.",
     "internal_error": "An unexpected error. The answer says nothing more; the `request_id` "
     "finds the log line with the trace.",
+    "callback_forbidden": "A provider callback from an address outside "
+    "`OTP_CALLBACK_ALLOWED_NETWORKS` (Huawei publishes its push source ranges, sms_faq_0093). "
+    "The operator checks the list and `OTP_TRUSTED_PROXIES`.",
     "callback_unauthorized": "A provider callback without the right callback token "
     "(`OTP_CALLBACK_TOKEN`), or callbacks are not configured.",
 }

@@ -85,6 +85,8 @@ ENVIRONMENTS = ("development", "production", "testing")
 CAPTCHA_MODES = ("always", "adaptive", "off")
 CAPTCHA_KINDS = ("auto", "image", "pow", "both")
 GATEWAYS = ("console", "huawei")
+#: Where the callback token rides in the URLs we hand out (docs/huawei.md §4).
+CALLBACK_URL_FORMS = ("path", "query")
 
 
 def _text(raw: str) -> str:
@@ -562,6 +564,24 @@ class Settings:
             ">= 32 in production",
             _check_callback_token,
             secret=True,
+        ),
+    )
+    callback_url_form: str = field(
+        default="path",
+        metadata=_env(
+            _text,
+            "where the token rides in the `statusCallback` URL we send: `path` "
+            "(`/callbacks/huawei/<token>/status`, survives a dropped query) or `query` (`?token=`)",
+            _check_choice(CALLBACK_URL_FORMS),
+        ),
+    )
+    callback_allowed_networks: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(
+            _csv,
+            "CIDRs provider callbacks may come from (client address resolved through "
+            "OTP_TRUSTED_PROXIES); empty: any. Huawei's push ranges: docs/huawei.md",
+            _check_cidrs,
         ),
     )
     optout_ttl: int = field(

@@ -4,14 +4,22 @@ A real :class:`http.server.ThreadingHTTPServer` on 127.0.0.1 (free port) in a th
 what the platform documents, so a wire mistake in the gateway fails a test instead of a launch:
 
 * ``Authorization`` realm/profile/type and every ``X-WSSE`` field, with the digest recomputed
-  here independently of ``otp_service.sms._wsse`` (Base64 of the *hex* SHA-256); a wrong digest
-  gives ``E000105``, ``Created`` 24 h or more away ``E000110``, a reused nonce ``E000101``
-  (replay checks are unconfirmed at Huawei; we are stricter on purpose);
+  here independently of ``otp_service.sms._wsse``, in both forms Huawei's own demos send
+  (Base64 of the *hex* SHA-256 string, or of the 32 raw bytes); a wrong digest gives
+  ``E000105``, ``Created`` 24 h or more away ``E000110``, a reused nonce ``E000101`` (replay
+  checks are undocumented at Huawei; we are stricter on purpose, and say so at the check);
 * form encoding (``E000040``), ``from``/``to``/``templateId`` shape (``E000503``), the
   ``templateParas`` JSON (``E000000``) and its variable rules (per-number ``E200028``),
   signatures for universal templates, ``statusCallback`` and ``extend``.
 
-Where the reference names no code, the choice is ours and written next to the check.
+Where Huawei documents no code for a case, the choice is ours and a comment at the check says
+so: the simulator must never be stricter than the platform without saying where.
+
+It also plays the platform's pushes against a real server
+(:meth:`HuaweiSimulator.push_status_report`, :meth:`~HuaweiSimulator.push_batch_reports`,
+:meth:`~HuaweiSimulator.push_uplink`): per-request reports as forms, batch reports as JSON in
+pushes of at most 50 (sms_05_0063), and uplinks percent-encoded, as raw UTF-8 or GB18030 bytes,
+or in the ISO-8859-1 mis-decoding (sms_05_0004).
 
 Accepted messages are recorded (tests read the code from what was "sent"); a message whose
 channel cannot carry it is accepted but never reaches the phone, as on the real platform, so
@@ -36,13 +44,15 @@ import socket
 import struct
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 
 import pytest
 
@@ -59,6 +69,9 @@ INACTIVE_TEMPLATE_ID = "deadbeefdeadbeefdeadbeefdeadbeef"
 SIGNATURE = "云服务验证"
 MAX_SKEW_SECONDS = 24 * 3600
 ACCEPTED = "000000"
+FORM = "application/x-www-form-urlencoded"
+#: The platform aggregates batch reports into pushes of at most this many (sms_05_0063).
+MAX_BATCH_REPORTS = 50
 
 _PARAM = re.compile(r'\s*([A-Za-z]+)="([^"]*)"\s*')
 _CREATED = "%Y-%m-%dT%H:%M:%SZ"
@@ -153,13 +166,32 @@ class _Rejection(Exception):
 
 
 def expected_digest(nonce: str, created: str, secret: str) -> str:
-    """The platform's side of §2.1, written apart from the client's code on purpose."""
+    """The platform's side of §2.1, written apart from the client's code on purpose.
+
+    Base64 of the *hex* SHA-256 string (88 characters): Huawei's Python demo and the sample
+    in the authentication page (sms_05_0046). Our gateway sends this form.
+    """
     text = f"{nonce}{created}{secret}".encode()
     return base64.b64encode(hashlib.sha256(text).hexdigest().encode()).decode()
 
 
+def expected_digests(nonce: str, created: str, secret: str) -> tuple[str, str]:
+    """Both digests the platform's own demos send: hex-string form and raw-bytes form.
+
+    Huawei's Go, Node.js and Java demos Base64 the 32 raw bytes (44 characters); the Python
+    demo and the page's sample Base64 the hex string. The simulator accepts either, so it is
+    never stricter than the platform those demos are written against.
+    """
+    raw = hashlib.sha256(f"{nonce}{created}{secret}".encode()).digest()
+    return expected_digest(nonce, created, secret), base64.b64encode(raw).decode()
+
+
 def http_status_for(code: str) -> int:
-    """HTTP status per code family (§1.4); 401 for E0001xx is the likely, unconfirmed value."""
+    """HTTP status per code family (§1.4, sms_05_0050).
+
+    400 and 403 (E000620) are documented; 401 for E0001xx is the likely, undocumented value,
+    and 500 for MSGSMS.0001 our reading of "internal server error".
+    """
     if code == "E000620":
         return 403
     if code.startswith("E0001"):
@@ -384,6 +416,71 @@ class HuaweiSimulator:
         """The form the platform would push to the application's uplink URL (§5)."""
         return {"smsMsgId": f"{uuid.uuid4()}_up", "from": sender, "to": to, "body": body}
 
+    # -- pushes to the application, over HTTP ------------------------------------------------
+
+    def push(self, url: str, body: bytes, content_type: str) -> int:
+        """POST ``body`` to ``url`` as the platform pushes; the answer's HTTP status."""
+        if urlsplit(url).scheme not in {"http", "https"}:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        request = urllib.request.Request(  # noqa: S310 - scheme checked above
+            url, data=body, method="POST", headers={"Content-Type": content_type}
+        )
+        # No proxy from the environment: the application listens on loopback.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=5) as response:
+                response.read()
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            exc.read()
+            exc.close()
+            return int(exc.code)
+
+    def push_status_report(self, message: SentMessage, status: str | None = None) -> int:
+        """Push one report to the message's ``statusCallback`` (§4.1, sms_05_0003)."""
+        if message.status_callback is None:
+            raise ValueError("the message carried no statusCallback: use push_batch_reports")
+        body = urlencode(self.status_report(message, status)).encode()
+        return self.push(message.status_callback, body, FORM)
+
+    def push_batch_reports(
+        self, url: str, messages: list[SentMessage], status: str | None = None
+    ) -> list[int]:
+        """Push reports as the platform aggregates them: JSON, at most 50 a push (sms_05_0063).
+
+        :returns: the HTTP status of each push, in order.
+        """
+        statuses = []
+        for start in range(0, len(messages), MAX_BATCH_REPORTS):
+            chunk = messages[start : start + MAX_BATCH_REPORTS]
+            reports = [self.status_report(m, status) for m in chunk]
+            body = json.dumps({"statusReportList": reports}, ensure_ascii=False).encode()
+            statuses.append(self.push(url, body, "application/json"))
+        return statuses
+
+    def push_uplink(
+        self, url: str, sender: str, text: str, *, encoding: str = "percent", to: str = SENDER
+    ) -> int:
+        """Push an inbound SMS to the uplink URL (§5, sms_05_0004) with ``body`` encoded as:
+
+        ``percent`` (percent-encoded UTF-8), ``raw`` (raw UTF-8 bytes), ``gb18030`` (raw
+        GB18030 bytes), or ``latin1`` (the mis-decoding Huawei's FAQ describes: UTF-8 text read
+        as ISO-8859-1, re-encoded as UTF-8, percent-encoded).
+        """
+        form = self.uplink(sender, text, to=to)
+        head = urlencode({k: v for k, v in form.items() if k != "body"}).encode()
+        if encoding == "percent":
+            value = quote_plus(text).encode()
+        elif encoding == "raw":
+            value = text.encode()
+        elif encoding == "gb18030":
+            value = text.encode("gb18030")
+        elif encoding == "latin1":
+            value = quote_plus(text.encode().decode("latin-1")).encode()
+        else:
+            raise ValueError(f"unknown uplink encoding {encoding!r}")
+        return self.push(url, head + b"&body=" + value, FORM)
+
     # -- the platform --------------------------------------------------------------------------
 
     def _begin(self) -> None:
@@ -467,13 +564,20 @@ class HuaweiSimulator:
         if token["Username"] != self.app_key:
             raise _Rejection("E000102", "app_key invalid")
         if not _NONCE.fullmatch(token["Nonce"]):
-            raise _Rejection("E000027", "illegal request: bad nonce")  # our choice of code
-        digest = expected_digest(token["Nonce"], token["Created"], self.app_secret)
-        if not hmac.compare_digest(digest, token["PasswordDigest"]):
+            # The alphabet is documented (sms_05_0046), the code for breaking it is not: ours.
+            raise _Rejection("E000027", "illegal request: bad nonce")
+        given = token["PasswordDigest"].encode()
+        digests = expected_digests(token["Nonce"], token["Created"], self.app_secret)
+        # Both compared, always, so the answer's timing does not tell which form was tried.
+        matches = [hmac.compare_digest(d.encode(), given) for d in digests]
+        if not any(matches):
             raise _Rejection("E000105", "PasswordDigest invalid")
         if abs(self.clock() - created) >= MAX_SKEW_SECONDS:
             raise _Rejection("E000110", "Time out limit")
         with self._lock:
+            # Whether the platform detects replays is undocumented (sms_05_0046), and so is the
+            # code it would answer: E000101 here is our choice, kept so a gateway that reuses
+            # nonces fails a test rather than a platform that may start checking.
             if token["Nonce"] in self._nonces:
                 raise _Rejection("E000101", "Authentication failed: nonce reused")
             self._nonces.add(token["Nonce"])
@@ -485,11 +589,15 @@ class HuaweiSimulator:
         try:
             pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, errors="strict")
         except (UnicodeDecodeError, ValueError):
+            # E000000 is documented for an unparsable request (sms_05_0050); that raw non-ASCII
+            # bytes are unparsable to the platform is our assumption (every value "must be
+            # URL-encoded", sms_05_0001).
             raise _Rejection("E000000", "System error: body could not be parsed") from None
         form: dict[str, str] = {}
         for name, value in pairs:
             if name in form:
-                raise _Rejection("E000503", f"{name} given twice")  # our choice of code
+                # Huawei documents no code for a repeated field: E000503 is ours.
+                raise _Rejection("E000503", f"{name} given twice")
             form[name] = value
         return form
 
@@ -512,7 +620,8 @@ class HuaweiSimulator:
         signature = form.get("signature") or None
         if template is not None and template.universal:
             if signature is None or signature not in self.signatures:
-                # The reference makes it mandatory; it names no code. Ours: parameter error.
+                # Mandatory per sms_05_0001, which documents no code for its absence: E000503
+                # (parameter error) is our choice.
                 raise _Rejection("E000503", "universal template needs an approved signature")
         callback = form.get("statusCallback")
         if callback is not None:
@@ -527,7 +636,9 @@ class HuaweiSimulator:
         # Per-number outcome: the template and its variables are checked for every number.
         template_status = ACCEPTED
         if template is None or not template.active:
-            template_status = "E200030"  # unknown or deactivated: our choice of code
+            # E200030 is documented for a deactivated template (sms_05_0050); for an unknown
+            # templateId Huawei documents no code, and E200030 there is our choice.
+            template_status = "E200030"
         elif not _params_valid(template, params):
             template_status = "E200028"
         channel = self.channels.get(sender)
@@ -547,7 +658,9 @@ class HuaweiSimulator:
             if number in seen:
                 status = "E200041"
             elif not (_E164.fullmatch(number) or _DOMESTIC.fullmatch(number)):
-                status = "E000503"  # invalid number fails on its own (§1.2); code is ours
+                # An invalid number fails on its own (sms_05_0001); Huawei documents no code
+                # for that per-number status, E000503 is our choice.
+                status = "E000503"
             seen.add(number)
             msg_id = f"{uuid.uuid4()}_{len(self._messages) + len(accepted) + 1}"
             result.append(
@@ -595,7 +708,9 @@ class HuaweiSimulator:
         if not isinstance(value, list):
             raise _Rejection("E000000", "System error: templateParas is not an array")
         if not all(isinstance(item, str) for item in value):
-            return None  # numbers instead of strings: the variable check fails (E200028)
+            # Numbers instead of strings: Huawei documents only that leading zeros are lost
+            # (sms_05_0001); failing the variable check (E200028) is our stricter choice.
+            return None
         return value
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from otp_service import callbacks
 from otp_service.api_callbacks import callbacks_bp
@@ -34,11 +38,13 @@ from otp_service.core.codes import derive_key
 from otp_service.core.keys import Keys, phone_tag
 from otp_service.errors import (
     CallbackUnauthorized,
+    ConfigurationError,
     InvalidPhone,
     InvalidRequest,
     NotFound,
     StoreUnavailable,
 )
+from otp_service.log_redaction import RedactTokens, redact_tokens
 from otp_service.settings import Settings
 from otp_service.sms import ConsoleGateway
 from otp_service.sms.huawei import HuaweiSmsGateway
@@ -115,9 +121,17 @@ def test_form_falls_back_to_gb18030() -> None:
     assert parse_form(body.encode())["body"] == "退订"
 
 
-def test_form_must_be_url_encoded() -> None:
-    with pytest.raises(InvalidRequest):
-        parse_form("body=退订".encode())
+def test_form_accepts_raw_utf8_bytes() -> None:
+    assert parse_form("body=退订&from=%2B86138".encode()) == {"body": "退订", "from": "+86138"}
+
+
+def test_form_accepts_raw_and_percent_encoded_bytes_mixed() -> None:
+    assert parse_form("body=退%E8%AE%A2+ok".encode())["body"] == "退订 ok"
+
+
+def test_form_value_no_encoding_can_read_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="Unreadable text in: body"):
+        parse_form(b"body=%FF%FE&smsMsgId=up-1")
 
 
 def test_uplink_parses_and_repairs_latin1_mojibake() -> None:
@@ -490,6 +504,66 @@ def test_an_opt_out_that_failed_once_is_applied_on_redelivery(
     assert post_form(client, path, form).status_code == 200  # a third time: a duplicate
 
 
+#: A 退订 reply in every encoding a push has been seen in (sms_05_0004 and its FAQ).
+OPTOUT_BODIES = [
+    pytest.param(b"body=" + urlencode({"b": "退订"})[2:].encode(), id="percent-encoded-utf8"),
+    pytest.param("body=退订".encode(), id="raw-utf8"),
+    pytest.param(
+        b"body=" + urlencode({"b": "退订".encode().decode("latin-1")})[2:].encode(),
+        id="latin1-misdecoded-percent-encoded",
+    ),
+    pytest.param(b"body=" + "退订".encode().decode("latin-1").encode(), id="latin1-misdecoded-raw"),
+    pytest.param("body=退订".encode("gb18030"), id="raw-gb18030"),
+    pytest.param(
+        b"body=" + "".join(f"%{b:02X}" for b in "退订".encode("gb18030")).encode(),
+        id="percent-encoded-gb18030",
+    ),
+]
+
+
+def post_raw(client: FlaskClient, path: str, body: bytes, token: str = TOKEN) -> Any:
+    return client.post(
+        f"{path}?{urlencode({'token': token})}",
+        data=body,
+        content_type="application/x-www-form-urlencoded",
+    )
+
+
+@pytest.mark.parametrize("body", OPTOUT_BODIES)
+def test_optout_reply_in_every_encoding_suppresses_the_number(
+    body: bytes, client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    push = b"smsMsgId=up-enc&from=8613812345678&to=1069000&" + body
+    response = post_raw(client, UPLINK_PATH, push)
+    assert (response.status_code, response.data) == (200, b"")
+    assert memory_store.get(KEYS.optout(TAG), now=fake_clock.now()) is not None
+    refused = client.post("/send-code", json={"phone": PHONE})
+    assert refused.get_json()["code"] == "number_opted_out"
+
+
+def test_unreadable_uplink_is_refused_and_logged_masked(
+    client: FlaskClient, memory_store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    push = b"smsMsgId=up-bad&from=8613812345678&to=1069000&body=%FF%FE%FD"
+    with caplog.at_level("WARNING", logger="otp_service.callbacks"):
+        response = post_raw(client, UPLINK_PATH, push)
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "invalid_request"
+    assert memory_store.keys() == []
+    [record] = [r for r in caplog.records if "unreadable" in r.getMessage()]
+    assert "up-bad" in record.getMessage() and "+86138****5678" in record.getMessage()
+    assert "8613812345678" not in caplog.text
+
+
+def test_refused_uplink_sender_is_logged_masked(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    push = b"smsMsgId=up-long&from=8613812345678&to=1069000&body=" + b"x" * 200
+    with caplog.at_level("WARNING", logger="otp_service.callbacks"):
+        assert post_raw(client, UPLINK_PATH, push).status_code == 400
+    assert "+86138****5678" in caplog.text and "8613812345678" not in caplog.text
+
+
 def test_uplink_senders_without_a_country_code_are_mainland_numbers(
     app_factory: Callable[..., Flask], memory_store: MemoryStore, fake_clock: FakeClock
 ) -> None:
@@ -497,6 +571,299 @@ def test_uplink_senders_without_a_country_code_are_mainland_numbers(
     form = {"smsMsgId": "up-2", "from": "13812345678", "to": "1069000", "body": "退订"}
     assert post_form(client, UPLINK_PATH, form).status_code == 200
     assert memory_store.get(KEYS.optout(TAG), now=fake_clock.now()) is not None
+
+
+# -- batch status reports (sms_05_0063) -------------------------------------------------------
+
+
+def batch_ids(count: int) -> list[str]:
+    return [f"batch-{i:03d}_{i}" for i in range(count)]
+
+
+def sent_many(store: Store, ids: list[str], now: float) -> None:
+    for message_id in ids:
+        record_sent(store, KEYS, message_id=message_id, phone_tag=TAG, purpose="login", now=now)
+
+
+def post_batch(
+    client: FlaskClient, reports: object, *, path: str | None = None, raw: bytes | None = None
+) -> Any:
+    return client.post(
+        path or f"/callbacks/huawei/{TOKEN}/status",
+        data=raw if raw is not None else json.dumps({"statusReportList": reports}),
+        content_type="application/json",
+    )
+
+
+def test_batch_reports_are_each_recorded_like_a_single_one(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    ids = batch_ids(3)
+    sent_many(memory_store, ids, fake_clock.now())
+    reports = [
+        {"smsMsgId": ids[0], "status": "DELIVRD", "sequence": 1, "total": 1, "source": "2"},
+        {"smsMsgId": ids[1], "status": "UNDELIV", "updateTime": "2018-04-13T06:31:46Z"},
+        {"smsMsgId": ids[2], "status": "TDBLACK", "orgCode": "000", "statusDesc": None},
+    ]
+    response = post_batch(client, reports)
+    assert (response.status_code, response.data) == (200, b"")
+    now = fake_clock.now()
+    states = [delivery_state(memory_store, KEYS, i, now=now) for i in ids]
+    assert [state.status if state else None for state in states] == [
+        "DELIVRD",
+        "UNDELIV",
+        "TDBLACK",
+    ]
+    assert memory_store.get(KEYS.optout(TAG), now=now) is not None  # the blacklist status
+    before = sorted(memory_store.keys())
+    assert post_batch(client, reports).status_code == 200  # redelivered: idempotent
+    assert sorted(memory_store.keys()) == before
+
+
+def test_batch_through_the_query_form_is_recorded(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    sent(memory_store, fake_clock.now())
+    response = post_batch(
+        client,
+        [{"smsMsgId": MSG_ID, "status": "DELIVRD"}],
+        path=f"{STATUS_PATH}?{urlencode({'token': TOKEN})}",
+    )
+    assert response.status_code == 200
+    assert delivery_state(memory_store, KEYS, MSG_ID, now=fake_clock.now()) is not None
+
+
+def test_batch_with_an_unknown_message_records_the_others(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    sent(memory_store, fake_clock.now())
+    reports = [
+        {"smsMsgId": "never-sent_1", "status": "DELIVRD"},
+        {"smsMsgId": MSG_ID, "status": "DELIVRD"},
+    ]
+    assert post_batch(client, reports).status_code == 200
+    assert delivery_state(memory_store, KEYS, MSG_ID, now=fake_clock.now()) is not None
+    assert delivery_state(memory_store, KEYS, "never-sent_1", now=fake_clock.now()) is None
+
+
+def test_fifty_long_reports_fit_the_batch_bound(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    ids = batch_ids(50)
+    sent_many(memory_store, ids, fake_clock.now())
+    reports = [{"smsMsgId": i, "status": "DELIVRD", "statusDesc": "d" * 500} for i in ids]
+    body = json.dumps({"statusReportList": reports}).encode()
+    assert len(body) > 16 * 1024  # past every other route's bound
+    assert post_batch(client, None, raw=body).status_code == 200
+    assert all(delivery_state(memory_store, KEYS, i, now=fake_clock.now()) for i in ids)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(
+            json.dumps(
+                {"statusReportList": [{"smsMsgId": i, "status": "DELIVRD"} for i in batch_ids(51)]}
+            ).encode(),
+            id="51-reports",
+        ),
+        pytest.param(b'{"statusReportList": []}', id="empty-list"),
+        pytest.param(b'{"statusReportList": {"smsMsgId": "a"}}', id="not-a-list"),
+        pytest.param(b'[{"smsMsgId": "a", "status": "DELIVRD"}]', id="bare-list"),
+        pytest.param(b"smsMsgId=a&status=DELIVRD", id="form-as-json"),
+        pytest.param(b"\xff\xfe", id="not-utf8"),
+        pytest.param(b"[" * 100_00 + b"]" * 100_00, id="deep-nesting"),
+        pytest.param(
+            b'{"statusReportList": [{"smsMsgId": "batch-000_0", "status": "DELIVRD"},'
+            b' {"smsMsgId": "batch-001_1"}]}',
+            id="one-report-malformed",
+        ),
+        pytest.param(
+            b'{"statusReportList": [{"smsMsgId": "batch-000_0", "status": "DELIVRD",'
+            b' "status": "UNDELIV"}]}',
+            id="repeated-name",
+        ),
+        pytest.param(
+            b'{"statusReportList": [{"smsMsgId": "batch-000_0", "status": ["DELIVRD"]}]}',
+            id="value-not-a-string",
+        ),
+        pytest.param(
+            b'{"statusReportList": [{"smsMsgId": "batch-000_0", "status": "DELIVRD",'
+            b' "total": true}]}',
+            id="boolean",
+        ),
+    ],
+)
+def test_malformed_batches_are_400_and_apply_nothing(
+    raw: bytes, client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    ids = batch_ids(2)
+    sent_many(memory_store, ids, fake_clock.now())
+    before = sorted(memory_store.keys())
+    response = post_batch(client, None, raw=raw)
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] == "invalid_request"
+    assert sorted(memory_store.keys()) == before
+
+
+def test_batch_past_64_kib_is_413(client: FlaskClient) -> None:
+    body = json.dumps({"statusReportList": [{"smsMsgId": "a", "status": "x" * 70_000}]})
+    response = post_batch(client, None, raw=body.encode())
+    assert response.status_code == 413
+    assert response.get_json()["code"] == "payload_too_large"
+
+
+def test_batch_with_a_wrong_token_is_401(client: FlaskClient, memory_store: MemoryStore) -> None:
+    response = post_batch(
+        client, [{"smsMsgId": MSG_ID, "status": "DELIVRD"}], path="/callbacks/huawei/bad/status"
+    )
+    assert response.status_code == 401
+    assert memory_store.keys() == []
+
+
+# -- the path form, source networks, logs -----------------------------------------------------
+
+
+def test_path_form_report_is_recorded(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    sent(memory_store, fake_clock.now())
+    response = client.post(
+        f"/callbacks/huawei/{TOKEN}/status",
+        data=urlencode({"smsMsgId": MSG_ID, "status": "DELIVRD"}),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert (response.status_code, response.data) == (200, b"")
+    state = delivery_state(memory_store, KEYS, MSG_ID, now=fake_clock.now())
+    assert state is not None and state.delivered
+
+
+def test_path_form_uplink_suppresses_the_number(
+    client: FlaskClient, memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    push = "smsMsgId=up-p&from=8613812345678&to=1069000&body=退订".encode()
+    response = client.post(
+        f"/callbacks/huawei/{TOKEN}/uplink",
+        data=push,
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    assert memory_store.get(KEYS.optout(TAG), now=fake_clock.now()) is not None
+
+
+@pytest.mark.parametrize("kind", ["status", "uplink"])
+def test_path_form_with_a_wrong_token_is_401_even_with_a_good_query_token(
+    kind: str, client: FlaskClient, memory_store: MemoryStore
+) -> None:
+    form = {"smsMsgId": MSG_ID, "status": "DELIVRD", "from": PHONE, "to": "1069", "body": "TD"}
+    response = client.post(
+        f"/callbacks/huawei/wrong-token/{kind}?{urlencode({'token': TOKEN})}",
+        data=urlencode(form),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 401
+    assert memory_store.keys() == []
+
+
+HUAWEI_PUSH_NETWORKS = "117.78.29.0/24,124.70.27.0/24,124.71.67.0/24,123.60.96.0/24,119.8.109.0/24"
+UPLINK_FORM = {"smsMsgId": "up-n", "from": PHONE, "to": "1069000", "body": "TD"}
+
+
+@pytest.mark.parametrize("path", [UPLINK_PATH, f"/callbacks/huawei/{TOKEN}/uplink"])
+def test_callback_from_outside_the_allowed_networks_is_403(
+    path: str, app_factory: Callable[..., Flask], memory_store: MemoryStore
+) -> None:
+    client = app_factory(
+        memory_store, callback_allowed_networks=tuple(HUAWEI_PUSH_NETWORKS.split(","))
+    ).test_client()
+    # The test client's peer is 127.0.0.1; an X-Forwarded-For from an untrusted peer is ignored.
+    response = client.post(
+        f"{path}?{urlencode({'token': TOKEN})}",
+        data=urlencode(UPLINK_FORM),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Forwarded-For": "117.78.29.10"},
+    )
+    assert response.status_code == 403
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] == "callback_forbidden"
+    assert memory_store.keys() == []
+
+
+def test_callback_through_a_trusted_proxy_from_huawei_is_accepted(
+    app_factory: Callable[..., Flask], memory_store: MemoryStore, fake_clock: FakeClock
+) -> None:
+    client = app_factory(
+        memory_store,
+        callback_allowed_networks=tuple(HUAWEI_PUSH_NETWORKS.split(",")),
+        trusted_proxies=("127.0.0.1/32",),
+    ).test_client()
+    response = client.post(
+        f"/callbacks/huawei/{TOKEN}/uplink",
+        data=urlencode(UPLINK_FORM),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Forwarded-For": "203.0.113.9, 117.78.29.10"},
+    )
+    assert response.status_code == 200
+    assert memory_store.get(KEYS.optout(TAG), now=fake_clock.now()) is not None
+    forged = client.post(
+        f"/callbacks/huawei/{TOKEN}/uplink",
+        data=urlencode({**UPLINK_FORM, "smsMsgId": "up-forged"}),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Forwarded-For": "117.78.29.10, 203.0.113.9"},
+    )
+    assert forged.status_code == 403
+
+
+def test_allowed_networks_setting_refuses_a_non_cidr() -> None:
+    with pytest.raises(ConfigurationError, match="OTP_CALLBACK_ALLOWED_NETWORKS"):
+        Settings.from_env({"OTP_CALLBACK_ALLOWED_NETWORKS": "117.78.29.0/24,huawei"})
+
+
+def test_url_form_setting_refuses_other_words() -> None:
+    with pytest.raises(ConfigurationError, match="OTP_CALLBACK_URL_FORM"):
+        Settings.from_env({"OTP_CALLBACK_URL_FORM": "header"})
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (f"/callbacks/huawei/{TOKEN}/status", "/callbacks/huawei/***/status"),
+        (f"/api/callbacks/huawei/{TOKEN}/uplink", "/api/callbacks/huawei/***/uplink"),
+        (f"/callbacks/huawei/{TOKEN}/statuses", "/callbacks/huawei/***/statuses"),
+        (f'"POST /callbacks/huawei/status?token={TOKEN} HTTP/1.1" 200', None),
+        ("/callbacks/huawei/status", "/callbacks/huawei/status"),
+    ],
+)
+def test_tokens_are_redacted_from_request_lines(line: str, expected: str | None) -> None:
+    redacted = redact_tokens(line)
+    assert TOKEN not in redacted
+    if expected is not None:
+        assert redacted == expected
+
+
+def test_the_dev_server_logs_no_path_token(
+    app_factory: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = logging.getLogger("werkzeug")
+    redaction = RedactTokens()
+    logger.addFilter(redaction)
+    server = make_server("127.0.0.1", 0, app_factory(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        with caplog.at_level("INFO", logger="werkzeug"):
+            for path in (f"/callbacks/huawei/{TOKEN}/uplink", f"{UPLINK_PATH}?token={TOKEN}"):
+                response = requests.post(base + path, data=UPLINK_FORM, timeout=5)
+                assert response.status_code == 200
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()
+        logger.removeFilter(redaction)
+    assert "/callbacks/huawei/***/uplink" in caplog.text
+    assert TOKEN not in caplog.text
 
 
 # -- end to end through the simulator ----------------------------------------------------------
@@ -541,14 +908,28 @@ def test_provider_rejection_reaches_the_caller_as_a_problem(
     assert huawei_sim.received == 1
 
 
+@pytest.mark.parametrize("form", ["path", "query"])
 def test_delivery_report_for_a_sent_code_is_recorded(
-    huawei_app: Flask, huawei_sim: HuaweiSimulator, memory_store: MemoryStore, fake_clock: FakeClock
+    form: str,
+    app_factory: Callable[..., Flask],
+    huawei_sim: HuaweiSimulator,
+    memory_store: MemoryStore,
+    fake_clock: FakeClock,
 ) -> None:
-    client = huawei_app.test_client()
-    assert client.post("/send-code", json={"phone": PHONE}).status_code == 202
+    overrides = huawei_sim.settings_overrides(
+        public_url="https://otp.example.com", callback_url_form=form
+    )
+    settings = Settings(env="testing", secret_key=TEST_SECRET, callback_token=TOKEN, **overrides)
+    gateway = HuaweiSmsGateway.from_settings(settings)
+    client = app_factory(memory_store, gateway=gateway, **overrides).test_client()
+    try:
+        assert client.post("/send-code", json={"phone": PHONE}).status_code == 202
+    finally:
+        gateway.close()
     [message] = huawei_sim.messages
     assert message.status_callback is not None
     callback = urlsplit(message.status_callback)
+    assert (callback.query == "") == (form == "path")
     response = client.post(
         f"{callback.path}?{callback.query}",
         data=urlencode(huawei_sim.status_report(message)),

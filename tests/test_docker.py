@@ -365,6 +365,12 @@ def test_the_image_command_serves_the_api_and_exits_gracefully(
         checked = requests.post(f"{base}/tokens/check", json={"token": token}, timeout=5)
         assert checked.json()["phone"] == number
     requests.get(f"{base}/healthz?token=query-secret-never-logged", timeout=5)
+    pushed = requests.post(
+        f"{base}/callbacks/huawei/path-secret-never-logged/status",
+        data={"smsMsgId": "m-1", "status": "DELIVRD"},
+        timeout=5,
+    )
+    assert pushed.status_code == 401
 
     # Whichever of the two workers answers, a scrape counts every worker's decisions.
     for _ in range(6):
@@ -386,6 +392,8 @@ def test_the_image_command_serves_the_api_and_exits_gracefully(
     assert {"send-0001", "send-0002"} <= {line["request_id"] for line in access}
     assert all(line["path"] == "/healthz" for line in access if "healthz" in line["path"])
     assert "query-secret-never-logged" not in process.output()
+    assert "path-secret-never-logged" not in process.output()
+    assert any(line["path"] == "/callbacks/huawei/***/status" for line in access)
     audit = [line for line in lines if line.get("logger") == "otp_service.audit"]
     assert {line["event"] for line in audit} >= {"send", "verify", "token_check"}
     assert all("+8613800000001" not in json.dumps(line) for line in lines)

@@ -162,7 +162,8 @@ def test_send_is_recorded_with_the_documented_fields(
     assert sent.params == [CODE]  # a string: the leading zero survives
     assert huawei_sim.last_code(PHONE) == CODE
     assert sent.signature is None  # not a universal template
-    assert sent.status_callback == "https://otp.example.com/callbacks/huawei/status?token=cb-token"
+    # The token rides in the path by default: it survives a platform that drops the query.
+    assert sent.status_callback == "https://otp.example.com/callbacks/huawei/cb-token/status"
 
 
 def test_form_encodes_template_paras_as_a_json_array_of_strings(
@@ -178,7 +179,16 @@ def test_status_callback_carries_the_token_unchanged(
 ) -> None:
     # Settings admit only URL-safe tokens, so the same text works typed raw into the console.
     gateway = gateway_for(huawei_sim, {"callback_token": "a-b.c_d~e"})
-    assert gateway.form(message())["statusCallback"].endswith("?token=a-b.c_d~e")
+    assert gateway.form(message())["statusCallback"].endswith("/a-b.c_d~e/status")
+
+
+def test_query_form_status_callback_on_request(
+    huawei_sim: HuaweiSimulator, gateway_for: Callable[..., HuaweiSmsGateway]
+) -> None:
+    gateway = gateway_for(huawei_sim, {"callback_url_form": "query"})
+    assert gateway.form(message())["statusCallback"] == (
+        "https://otp.example.com/callbacks/huawei/status?token=cb-token"
+    )
 
 
 def test_no_status_callback_without_public_url(
@@ -446,16 +456,39 @@ def test_simulator_checks_auth_headers(
     assert _raw_post(huawei_sim, _signed(huawei_sim, **change))["code"] == code
 
 
-def test_simulator_refuses_a_digest_of_raw_bytes(huawei_sim: HuaweiSimulator) -> None:
-    # Some third-party clients Base64 the 32 raw bytes; the documented form is the hex string.
-
+@pytest.mark.parametrize("form", ["hex", "raw"])
+def test_simulator_accepts_both_digest_forms_of_huawei_demos(
+    form: str, huawei_sim: HuaweiSimulator
+) -> None:
+    # Python demo and the page's sample: Base64 of the hex string (88 characters); Go, Node.js
+    # and Java demos: Base64 of the 32 raw bytes (44). The platform takes both demos' requests.
     created = format_created(huawei_sim.clock())
-    raw = base64.b64encode(hashlib.sha256(f"n2{created}{APP_SECRET}".encode()).digest()).decode()
+    digest = hashlib.sha256(f"n2{created}{APP_SECRET}".encode())
+    value = digest.hexdigest().encode() if form == "hex" else digest.digest()
+    encoded = base64.b64encode(value).decode()
+    assert len(encoded) == (88 if form == "hex" else 44)
     wsse = (
-        f'UsernameToken Username="{APP_KEY}",PasswordDigest="{raw}",Nonce="n2",Created="{created}"'
+        f'UsernameToken Username="{APP_KEY}",PasswordDigest="{encoded}",Nonce="n2",'
+        f'Created="{created}"'
     )
-    payload = _raw_post(huawei_sim, _signed(huawei_sim, **{"X-WSSE": wsse}))
-    assert (payload["code"], payload["http_status"]) == ("E000105", 401)
+    body = (
+        f"from={SENDER}&to=%2B8613812345678&templateId={TEMPLATE_ID}&templateParas=%5B%221234%22%5D"
+    )
+    payload = _raw_post(huawei_sim, _signed(huawei_sim, **{"X-WSSE": wsse}), body)
+    assert (payload["code"], payload["http_status"]) == ("000000", 200)
+
+
+def test_simulator_refuses_a_wrong_digest_in_either_form(huawei_sim: HuaweiSimulator) -> None:
+    created = format_created(huawei_sim.clock())
+    wrong = hashlib.sha256(f"n2{created}not-the-secret".encode())
+    for value in (wrong.hexdigest().encode(), wrong.digest()):
+        nonce, encoded = f"n{len(value)}", base64.b64encode(value).decode()
+        wsse = (
+            f'UsernameToken Username="{APP_KEY}",PasswordDigest="{encoded}",'
+            f'Nonce="{nonce}",Created="{created}"'
+        )
+        payload = _raw_post(huawei_sim, _signed(huawei_sim, **{"X-WSSE": wsse}))
+        assert (payload["code"], payload["http_status"]) == ("E000105", 401)
 
 
 def test_simulator_refuses_local_time_created(huawei_sim: HuaweiSimulator) -> None:

@@ -3,9 +3,11 @@
 Kept apart from the HTTP code so the digest can be checked against a hand-computed vector and
 so nothing here reads the clock or draws randomness: both arrive as arguments.
 
-The one detail that breaks most hand-written clients: Huawei Base64-encodes the *lowercase hex
-string* of the SHA-256 digest, not the 32 raw bytes, so a correct ``PasswordDigest`` is always
-88 characters long (reference §2.1).
+The digest is Base64 of the SHA-256 of ``Nonce + Created + AppSecret``. Huawei's own demos
+disagree on what is Base64-encoded: the Python demo and the authentication page's sample
+(sms_05_0046) encode the *lowercase hex string* (88 characters), the Go, Node.js and Java demos
+the 32 raw bytes (44 characters). We send the hex form, the one the page's sample shows
+(reference §2.1); a digest of either length can be correct.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def format_created(now: float) -> str:
 
 
 def password_digest(nonce: str, created: str, app_secret: str) -> str:
-    """``Base64(hex(SHA-256(Nonce + Created + AppSecret)))`` — no separators, hex not raw bytes."""
+    """``Base64(hex(SHA-256(Nonce + Created + AppSecret)))`` — no separators; the hex form."""
     hex_digest = hashlib.sha256((nonce + created + app_secret).encode("utf-8")).hexdigest()
     return base64.b64encode(hex_digest.encode("ascii")).decode("ascii")
 

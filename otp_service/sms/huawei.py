@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import requests
 import urllib3.exceptions
@@ -51,6 +51,8 @@ NEVER_WRITTEN = frozenset({"connect_timeout", "connection_refused", "tls"})
 SEND_PATH = "/sms/batchSendSms/v1"
 #: Route of our status-report callback (``api_callbacks.py``), appended to ``OTP_PUBLIC_URL``.
 STATUS_CALLBACK_PATH = "/callbacks/huawei/status"
+#: Where the path form puts the token: ``{CALLBACK_PREFIX}/<token>/status`` (and ``/uplink``).
+CALLBACK_PREFIX = "/callbacks/huawei"
 ACCEPTED = "000000"
 #: A verification template's single variable holds at most 8 characters (§6.2, §9).
 MAX_VERIFY_VARIABLE = 8
@@ -238,9 +240,9 @@ class HuaweiSmsGateway:
     def from_settings(cls, settings: Settings, **overrides: object) -> HuaweiSmsGateway:
         """Build from ``OTP_HUAWEI_*``, ``OTP_PUBLIC_URL`` and ``OTP_CALLBACK_TOKEN``.
 
-        The callback secret travels as the ``token`` query parameter of ``statusCallback``:
-        Huawei's per-request push has no authentication of its own unless push AK/SK is
-        enabled in the console, and the URL is the one thing we fully control.
+        The callback secret travels in the ``statusCallback`` URL, as a path segment by default
+        (``OTP_CALLBACK_URL_FORM``): Huawei's per-request push has no authentication of its own
+        unless push AK/SK is enabled in the console, and the URL is the one thing we control.
 
         :raises ConfigurationError: missing settings, or a code longer than a verification
             template's variable allows.
@@ -274,7 +276,9 @@ class HuaweiSmsGateway:
                     "OTP_CALLBACK_TOKEN: required when OTP_PUBLIC_URL is set, or every delivery "
                     "report would be refused"
                 )
-            status_callback = status_callback_url(settings.public_url, settings.callback_token)
+            status_callback = status_callback_url(
+                settings.public_url, settings.callback_token, settings.callback_url_form
+            )
         assert settings.huawei_endpoint and settings.huawei_app_key  # noqa: S101 - checked above
         assert settings.huawei_app_secret and settings.huawei_sender  # noqa: S101
         assert settings.huawei_template_id  # noqa: S101
@@ -445,9 +449,17 @@ class HuaweiSmsGateway:
         return provider_error(code, status)
 
 
-def status_callback_url(public_url: str, token: str) -> str:
-    """``{public_url}/callbacks/huawei/status?token=…`` — the URL carries the shared secret."""
-    return public_url.rstrip("/") + STATUS_CALLBACK_PATH + "?" + urlencode({"token": token})
+def status_callback_url(public_url: str, token: str, form: str = "path") -> str:
+    """The ``statusCallback`` we send; the URL carries the shared secret.
+
+    ``path``: ``{public_url}/callbacks/huawei/{token}/status`` — nothing is lost if the platform
+    drops a query string (whether it keeps one is undocumented, sms_05_0001). ``query``:
+    ``{public_url}/callbacks/huawei/status?token=…``, the form earlier versions sent.
+    """
+    base = public_url.rstrip("/")
+    if form == "query":
+        return base + STATUS_CALLBACK_PATH + "?" + urlencode({"token": token})
+    return f"{base}{CALLBACK_PREFIX}/{quote(token, safe='')}/status"
 
 
 def refused_before_sending(exc: BaseException) -> bool:
