@@ -141,6 +141,25 @@ def _worker_problems(settings: Settings, workers: int) -> list[str]:
     return startup_problems(dataclasses.replace(settings, workers=workers), os.environ)
 
 
+def _shared_state_settings() -> Settings:
+    """The settings of a command that reads or changes the service's shared state, or exit 2.
+
+    Without OTP_REDIS_URL the store would be this process's own memory: the command would report
+    on, or change, state the service never sees, and still print success.
+    """
+    url = os.environ.get("OTP_REDIS_URL", "").strip()
+    problems = []
+    if not url or url.startswith("memory:"):
+        problems.append(
+            "OTP_REDIS_URL: this command reads and changes the service's shared store; set it "
+            "to the service's Redis (without it the command would work on an empty in-memory "
+            "store of its own)"
+        )
+    settings = _settings_or_exit(also=problems)
+    _exit_on_problems(problems)
+    return settings
+
+
 def _exit_on_problems(problems: Sequence[str]) -> None:
     if problems:
         _refuse(problems)
@@ -165,7 +184,7 @@ def optout_show(phone: str) -> None:
     from otp_service.callbacks import optout_status
     from otp_service.service import OtpService
 
-    service = OtpService(_settings_or_exit())
+    service = OtpService(_shared_state_settings())
     record = optout_status(service.settings, service.store, phone, now=service.clock.now())
     click.echo("not opted out" if record is None else f"opted out: {record}")
 
@@ -177,7 +196,7 @@ def optout_clear(phone: str) -> None:
     from otp_service.callbacks import clear_optout
     from otp_service.service import OtpService
 
-    service = OtpService(_settings_or_exit())
+    service = OtpService(_shared_state_settings())
     removed = clear_optout(service.settings, service.store, phone)
     click.echo("opt-out cleared" if removed else "no opt-out was recorded")
 
@@ -190,7 +209,7 @@ def abuse() -> None:
 def _abuse_service() -> OtpService:
     from otp_service.service import OtpService
 
-    return OtpService(_settings_or_exit())
+    return OtpService(_shared_state_settings())
 
 
 @abuse.command("blocks")
@@ -318,7 +337,7 @@ def limits_show(phone: str | None, purpose: str | None, region: str | None, ip: 
     """Print each window's use, limit and when it frees up (numbers masked)."""
     from otp_service.service import OtpService
 
-    service = OtpService(_settings_or_exit())
+    service = OtpService(_shared_state_settings())
     report = _limits_call(
         lambda: service.limit_status(phone=phone, purpose=purpose, region=region, ip=ip)
     )
@@ -347,7 +366,7 @@ def limits_reset(
     """Clear the windows `limits show` lists, except the global budget."""
     from otp_service.service import OtpService
 
-    service = OtpService(_settings_or_exit())
+    service = OtpService(_shared_state_settings())
     cleared = _limits_call(
         lambda: service.reset_limits(phone=phone, purpose=purpose, region=region, ip=ip)
     )
