@@ -510,15 +510,21 @@ def content() -> None:
 
 
 def _content_setup(signature: str | None, rules: str | None) -> tuple[Any, str | None]:
+    """The policy and expected signature, from the options or their two settings only.
+
+    Judging text needs no secret, store or gateway, so none is built (nor the whole settings,
+    whose random development key would be announced as missing).
+    """
     from otp_service.content_rules import load_policy
+    from otp_service.settings import env_setting
 
     try:
-        settings = Settings.from_env()
-        policy = load_policy(rules if rules is not None else settings.content_rules)
+        policy = load_policy(rules if rules is not None else env_setting("content_rules"))
+        expected = signature if signature is not None else env_setting("huawei_signature")
     except ConfigurationError as exc:
         click.echo(f"configuration error: {exc.detail}", err=True)
         sys.exit(CONTENT_EXIT_CONFIG)
-    return policy, signature if signature is not None else settings.huawei_signature
+    return policy, expected
 
 
 def _content_report(report: Any, sources: dict[str, str], as_json: bool) -> None:

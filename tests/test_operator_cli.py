@@ -165,3 +165,9 @@ def test_a_refused_number_command_makes_no_random_key(redis_env: str) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("configuration error: OTP_SECRET_KEY: ")
     assert "OTP_SECRET_KEY is not set" not in result.stderr
+
+
+def test_content_check_builds_no_secret() -> None:
+    result = _fresh_process("content", "check", "Your code is 123456", environ={})
+    assert result.returncode == 1, result.stderr  # flags only: no signature configured
+    assert "OTP_SECRET_KEY" not in result.stderr
