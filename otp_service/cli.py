@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -170,6 +171,69 @@ def _worker_problems(settings: Settings, workers: int) -> list[str]:
     return startup_problems(dataclasses.replace(settings, workers=workers), os.environ)
 
 
+def _shared_state_settings(*, numbers: bool = False) -> Settings:
+    """The settings of a command that reads or changes the service's shared state, or exit 2.
+
+    Without OTP_REDIS_URL the store would be this process's own memory: the command would report
+    on, or change, state the service never sees, and still print success. A command that finds a
+    number's state (``numbers``) also needs the service's OTP_SECRET_KEY: numbers are stored
+    under a keyed hash, and a random key finds nothing and writes entries the service never
+    matches.
+    """
+    url = os.environ.get("OTP_REDIS_URL", "").strip()
+    problems = []
+    if not url or url.startswith("memory:"):
+        problems.append(
+            "OTP_REDIS_URL: this command reads and changes the service's shared store; set it "
+            "to the service's Redis (without it the command would work on an empty in-memory "
+            "store of its own)"
+        )
+    if numbers and not os.environ.get("OTP_SECRET_KEY", "").strip():
+        problems.append(
+            "OTP_SECRET_KEY: numbers are stored under a hash keyed by the service's secret; set "
+            "the service's OTP_SECRET_KEY (a random key would find nothing and write entries the "
+            "service never matches)"
+        )
+        _refuse(problems)  # building the settings would only make, and announce, a random key
+    settings = _settings_or_exit(also=problems)
+    _exit_on_problems(problems)
+    return settings
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Keyring:
+    """One configured secret as the commands name it: where it is set and its key id."""
+
+    where: str
+    key_id: str
+    #: The settings with this secret as the current key, to look state up under it.
+    settings: Settings
+
+    @property
+    def current(self) -> bool:
+        return self.where == "OTP_SECRET_KEY"
+
+    def named(self) -> str:
+        return f"key id {self.key_id}, {self.where}"
+
+
+def _keyrings(settings: Settings) -> list[_Keyring]:
+    """The current key, then each fallback: where a number's state may have been written.
+
+    The service looks numbers up under the current key only, so state under a fallback (written
+    before a rotation) is what an operator needs to be told about.
+    """
+    from otp_service.core.codes import key_id
+
+    assert settings.secret_key is not None  # noqa: S101 - checked by _shared_state_settings
+    rings = [_Keyring("OTP_SECRET_KEY", key_id(settings.secret_key), settings)]
+    for index, fallback in enumerate(settings.secret_key_fallbacks, start=1):
+        under = dataclasses.replace(settings, secret_key=fallback, secret_key_fallbacks=())
+        where = f"OTP_SECRET_KEY_FALLBACKS entry {index}"
+        rings.append(_Keyring(where, key_id(fallback), under))
+    return rings
+
+
 def _exit_on_problems(problems: Sequence[str]) -> None:
     if problems:
         _refuse(problems)
@@ -190,25 +254,63 @@ def optout() -> None:
 @optout.command("show")
 @click.argument("phone")
 def optout_show(phone: str) -> None:
-    """Say whether PHONE is opted out, since when and why."""
+    """Say whether PHONE is opted out, since when and why, and under which key id."""
     from otp_service.callbacks import optout_status
     from otp_service.service import OtpService
 
-    service = OtpService(_settings_or_exit())
-    record = optout_status(service.settings, service.store, phone, now=service.clock.now())
-    click.echo("not opted out" if record is None else f"opted out: {record}")
+    service = OtpService(_shared_state_settings(numbers=True))
+    rings = _keyrings(service.settings)
+    now = service.clock.now()
+    with _optout_errors():
+        found = (
+            (ring, optout_status(ring.settings, service.store, phone, now=now)) for ring in rings
+        )
+        ring, record = next(((r, rec) for r, rec in found if rec is not None), (None, None))
+    if ring is None:
+        click.echo("not opted out")
+    elif ring.current:
+        click.echo(f"opted out: {record} (under {ring.named()})")
+    else:
+        click.echo(
+            f"opted out under an old key only: {record} (under {ring.named()}); the service "
+            f"matches numbers under key id {rings[0].key_id} (OTP_SECRET_KEY) and no longer "
+            "sees this opt-out"
+        )
 
 
 @optout.command("clear")
 @click.argument("phone")
 def optout_clear(phone: str) -> None:
-    """Lift the opt-out of PHONE (after the subscriber asked to receive messages again)."""
+    """Lift the opt-out of PHONE (after the subscriber asked to receive messages again).
+
+    It is lifted under the current key and every fallback key.
+    """
     from otp_service.callbacks import clear_optout
     from otp_service.service import OtpService
 
-    service = OtpService(_settings_or_exit())
-    removed = clear_optout(service.settings, service.store, phone)
-    click.echo("opt-out cleared" if removed else "no opt-out was recorded")
+    service = OtpService(_shared_state_settings(numbers=True))
+    with _optout_errors():
+        cleared = [
+            ring
+            for ring in _keyrings(service.settings)
+            if clear_optout(ring.settings, service.store, phone)
+        ]
+    if not cleared:
+        click.echo("no opt-out was recorded")
+    elif cleared[0].current:
+        click.echo("opt-out cleared")
+    else:
+        click.echo(f"opt-out cleared (it was under {', '.join(r.named() for r in cleared)})")
+
+
+@contextlib.contextmanager
+def _optout_errors() -> Iterator[None]:
+    """A malformed number: its message and exit 2, as the other operator commands."""
+    try:
+        yield
+    except OtpError as exc:
+        click.echo(exc.detail, err=True)
+        sys.exit(2)
 
 
 @main.group()
@@ -216,10 +318,10 @@ def abuse() -> None:
     """Pumping defence: blocked scopes, allow-list, budget (docs/pumping.md)."""
 
 
-def _abuse_service() -> OtpService:
+def _abuse_service(*, numbers: bool = False) -> OtpService:
     from otp_service.service import OtpService
 
-    return OtpService(_settings_or_exit())
+    return OtpService(_shared_state_settings(numbers=numbers))
 
 
 @abuse.command("blocks")
@@ -258,7 +360,7 @@ def abuse_lift(kind: str, value: str) -> None:
 @click.option("--days", default=90, show_default=True, type=click.IntRange(1, 3650))
 def abuse_allow(kind: str, value: str, days: int) -> None:
     """Exempt a number (any format) or a subnet (CIDR or an address) from the pumping rules."""
-    service = _abuse_service()
+    service = _abuse_service(numbers=kind == "number")
     if kind == "number":
         value = _e164_or_exit(service, value)
     try:
@@ -273,16 +375,30 @@ def abuse_allow(kind: str, value: str, days: int) -> None:
 @click.argument("kind", type=click.Choice(["number", "subnet"]))
 @click.argument("value")
 def abuse_disallow(kind: str, value: str) -> None:
-    """Remove an allow-list entry."""
-    service = _abuse_service()
+    """Remove an allow-list entry (a number's under the current key and every fallback key)."""
+    from otp_service.pumping import PumpingDefence
+
+    service = _abuse_service(numbers=kind == "number")
+    rings = _keyrings(service.settings)
     if kind == "number":
         value = _e164_or_exit(service, value)
+    else:
+        rings = rings[:1]  # a subnet is stored as itself, under no key
     try:
-        removed = service.pumping.disallow(kind, value)
+        removed = [
+            ring
+            for ring in rings
+            if PumpingDefence(service.store, service.keys, ring.settings).disallow(kind, value)
+        ]
     except OtpError as exc:
         click.echo(exc.detail, err=True)
         sys.exit(2)
-    click.echo("removed" if removed else "was not allow-listed")
+    if not removed:
+        click.echo("was not allow-listed")
+    elif removed[0].current:
+        click.echo("removed")
+    else:
+        click.echo(f"removed (it was under {', '.join(r.named() for r in removed)})")
 
 
 @abuse.command("budget")
@@ -350,13 +466,14 @@ def limits_show(phone: str | None, purpose: str | None, region: str | None, ip: 
     """Print each window's use, limit and when it frees up (numbers masked)."""
     from otp_service.service import OtpService
 
-    service = OtpService(_settings_or_exit())
+    service = OtpService(_shared_state_settings(numbers=phone is not None))
     report = _limits_call(
         lambda: service.limit_status(phone=phone, purpose=purpose, region=region, ip=ip)
     )
     now = service.clock.now()
     if report.phone is not None:
-        click.echo(f"number {report.phone} (purpose {report.purpose})")
+        ring = _keyrings(service.settings)[0]
+        click.echo(f"number {report.phone} (purpose {report.purpose}) under {ring.named()}")
     if report.ip is not None:
         click.echo(f"address {report.ip}")
     for usage in report.windows:
@@ -379,7 +496,7 @@ def limits_reset(
     """Clear the windows `limits show` lists, except the global budget."""
     from otp_service.service import OtpService
 
-    service = OtpService(_settings_or_exit())
+    service = OtpService(_shared_state_settings(numbers=phone is not None))
     cleared = _limits_call(
         lambda: service.reset_limits(phone=phone, purpose=purpose, region=region, ip=ip)
     )
@@ -425,15 +542,21 @@ def content() -> None:
 
 
 def _content_setup(signature: str | None, rules: str | None) -> tuple[Any, str | None]:
+    """The policy and expected signature, from the options or their two settings only.
+
+    Judging text needs no secret, store or gateway, so none is built (nor the whole settings,
+    whose random development key would be announced as missing).
+    """
     from otp_service.content_rules import load_policy
+    from otp_service.settings import env_setting
 
     try:
-        settings = Settings.from_env()
-        policy = load_policy(rules if rules is not None else settings.content_rules)
+        policy = load_policy(rules if rules is not None else env_setting("content_rules"))
+        expected = signature if signature is not None else env_setting("huawei_signature")
     except ConfigurationError as exc:
         click.echo(f"configuration error: {exc.detail}", err=True)
         sys.exit(CONTENT_EXIT_CONFIG)
-    return policy, signature if signature is not None else settings.huawei_signature
+    return policy, expected
 
 
 def _content_report(report: Any, sources: dict[str, str], as_json: bool) -> None:

@@ -1158,6 +1158,31 @@ def env_name(field_name: str) -> str:
 
 
 _ENV_NAMES = frozenset(env_name(f.name) for f in dataclasses.fields(Settings))
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def env_setting(field_name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting from the environment, parsed and checked as :class:`Settings` does, alone.
+
+    For commands that need a setting or two and nothing else the configuration builds: above
+    all not the random development key, whose warning would say a lint command lacks a secret.
+
+    :raises ConfigurationError: the value does not parse or fails its check (naming the variable).
+    """
+    f = _FIELDS[field_name]
+    name = env_name(field_name)
+    raw = (os.environ if environ is None else environ).get(name)
+    if raw is None:
+        return f.default
+    try:
+        value = f.metadata["parse"](raw)
+    except ValueError as exc:
+        raise ConfigurationError(problems=[f"{name}: {exc}"]) from None
+    check = f.metadata.get("check")
+    problem = check(value) if check is not None else None
+    if problem:
+        raise ConfigurationError(problems=[f"{name}: {problem}"])
+    return value
 
 
 def settings_table() -> list[tuple[str, str, str]]:

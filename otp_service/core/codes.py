@@ -26,3 +26,12 @@ def code_digest(key: bytes, *, phone: str, purpose: str, code: str) -> bytes:
 def derive_key(secret: str, label: str) -> bytes:
     """A per-use subkey of the server secret, so one key never serves two purposes."""
     return hmac.new(secret.encode(), f"otp-service:{label}".encode(), hashlib.sha256).digest()
+
+
+def key_id(secret: str) -> str:
+    """A short public name of a secret (8 hex digits), so operators can tell keys apart.
+
+    Derived like any subkey, so it reveals nothing of the secret; it names which key state was
+    written under after a rotation (``OTP_SECRET_KEY_FALLBACKS``).
+    """
+    return derive_key(secret, "key-id").hex()[:8]
