@@ -527,6 +527,11 @@ def content_lint_template(
 )
 @click.option("--dry-run", is_flag=True, help="Send nothing; print what would be sent.")
 @click.option(
+    "--text",
+    help="The filed template text with ${1}, ${2} … placeholders: rendered with the "
+    "parameters and refused if the content rules block it.",
+)
+@click.option(
     "--ignore-optouts", is_flag=True, help="Proceed when the opt-out store cannot be checked."
 )
 def notify(
@@ -536,6 +541,7 @@ def notify(
     signature: str | None,
     group_size: int,
     dry_run: bool,
+    text: str | None,
     ignore_optouts: bool,
 ) -> None:
     """Send one template to a list of numbers through batchSendDiffSms, in groups.
@@ -548,6 +554,8 @@ def notify(
     from otp_service.sms.huawei_diff import DiffBatch, send_diff, split_batch
 
     settings = _settings_or_exit()
+    if text is not None:
+        _notice_content_or_exit(settings, text, params, signature)
     try:
         gateway = HuaweiSmsGateway.from_settings(settings)
     except ConfigurationError as exc:
@@ -590,6 +598,27 @@ def notify(
         f"sent {counts['sent']}, refused {counts['refused']}, unknown outcome "
         f"{counts['unknown']}, opted out {len(skipped)}"
     )
+
+
+def _notice_content_or_exit(
+    settings: Settings, text: str, params: Sequence[str], signature: str | None
+) -> None:
+    """Render ``text`` and exit 2 if the content rules block it (the send pipeline's check)."""
+    import re
+
+    from otp_service.content_rules import content_policy_from_settings
+
+    def fill(match: re.Match[str]) -> str:
+        index = int(match.group(1)) - 1
+        return params[index] if 0 <= index < len(params) else match.group(0)
+
+    rendered = re.sub(r"\$\{(\d+)\}", fill, text)
+    expected = signature or settings.huawei_signature
+    # The variable checks assume a verification code first: a notice is checked as text.
+    report = content_policy_from_settings(settings).check_message(rendered, None, expected)
+    click.echo(f"message: {rendered}")
+    if report.blocked:
+        _refuse([f"content blocked by {f.rule} ({f.description})" for f in report.blocking])
 
 
 def _optouts(settings: Settings, numbers: Sequence[str], ignore: bool) -> set[str]:

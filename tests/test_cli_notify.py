@@ -104,3 +104,24 @@ def test_opted_out_numbers_are_skipped(
     assert result.exit_code == 0, result.output
     assert "sent 2" in result.output and "opted out 1" in result.output
     assert sorted(m.to for m in huawei_sim.messages) == NUMBERS[1:]
+
+
+def test_blocked_content_is_refused_before_sending(
+    huawei_env: None, huawei_sim: HuaweiSimulator, numbers: str
+) -> None:
+    text = "【云服务验证】${1} 维护，详情访问 http://bit.ly/x ${2}"
+    args = [*ARGS, "--param", "维护通知", "--numbers", numbers, "--ignore-optouts"]
+    result = CliRunner().invoke(main, [*args, "--text", text])
+    assert result.exit_code == 2, result.output
+    assert "content blocked" in result.output
+    assert huawei_sim.received == 0
+
+
+def test_clean_content_is_rendered_and_sent(
+    huawei_env: None, huawei_sim: HuaweiSimulator, numbers: str
+) -> None:
+    text = "【云服务验证】系统将于${1}进行${2}。"
+    args = [*ARGS, "--param", "维护通知", "--numbers", numbers, "--ignore-optouts"]
+    result = CliRunner().invoke(main, [*args, "--text", text, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "系统将于0930进行维护通知" in result.output
