@@ -662,6 +662,140 @@ def content_lint_template(
     _content_report(policy.lint_template(text, signature=expected), {"template": text}, as_json)
 
 
+@main.command("notify")
+@click.option("--template-id", required=True, help="Approved Huawei template to send.")
+@click.option("--param", "params", multiple=True, help="A template parameter, in order.")
+@click.option(
+    "--numbers",
+    "numbers_file",
+    required=True,
+    type=click.File(encoding="utf-8"),
+    help="File with one phone number a line ('-' for stdin).",
+)
+@click.option("--signature", help="Signature for a universal template (domestic channel).")
+@click.option(
+    "--group-size",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 500),
+    help="Numbers per batchSendDiffSms request.",
+)
+@click.option("--dry-run", is_flag=True, help="Send nothing; print what would be sent.")
+@click.option(
+    "--text",
+    help="The filed template text with ${1}, ${2} … placeholders: rendered with the "
+    "parameters and refused if the content rules block it.",
+)
+@click.option(
+    "--ignore-optouts", is_flag=True, help="Proceed when the opt-out store cannot be checked."
+)
+def notify(
+    template_id: str,
+    params: tuple[str, ...],
+    numbers_file: Any,
+    signature: str | None,
+    group_size: int,
+    dry_run: bool,
+    text: str | None,
+    ignore_optouts: bool,
+) -> None:
+    """Send one template to a list of numbers through batchSendDiffSms, in groups.
+
+    Only masked numbers are printed. Opted-out numbers are skipped when OTP_REDIS_URL and
+    OTP_SECRET_KEY let the opt-out store be read; otherwise --ignore-optouts is required.
+    """
+    from otp_service.core.phone import mask_phone, parse_phone
+    from otp_service.sms.huawei import HuaweiSmsGateway
+    from otp_service.sms.huawei_diff import DiffBatch, send_diff, split_batch
+
+    settings = _settings_or_exit()
+    if text is not None:
+        _notice_content_or_exit(settings, text, params, signature)
+    try:
+        gateway = HuaweiSmsGateway.from_settings(settings)
+    except ConfigurationError as exc:
+        _refuse([exc.detail or "Huawei settings are incomplete"])
+    numbers: list[str] = []
+    for line_no, line in enumerate(numbers_file, start=1):
+        raw = line.strip()
+        if not raw:
+            continue
+        try:
+            phone = parse_phone(raw, default_region=settings.default_region, allowed_regions=("*",))
+        except OtpError as exc:
+            click.echo(f"line {line_no}: skipped, {exc.detail}", err=True)
+            continue
+        if phone.e164 not in numbers:
+            numbers.append(phone.e164)
+    skipped = _optouts(settings, numbers, ignore_optouts)
+    numbers = [n for n in numbers if n not in skipped]
+    batches = list(
+        split_batch(gateway, DiffBatch(numbers, template_id, params, signature), group_size)
+    )
+    if dry_run:
+        for index, group in enumerate(batches, start=1):
+            shown = ", ".join(mask_phone(n) for n in group.numbers)
+            click.echo(f"request {index}: template {template_id} params {list(params)}: {shown}")
+        click.echo(f"dry run: {len(numbers)} numbers in {len(batches)} requests, nothing sent")
+        gateway.close()
+        return
+    counts = {"sent": 0, "refused": 0, "unknown": 0}
+    try:
+        with click.progressbar(batches, label="sending", file=sys.stderr) as bar:
+            for group in bar:
+                for result in send_diff(gateway, group):
+                    counts[result.outcome] += 1
+                    if result.outcome != "sent":
+                        click.echo(f"{result.masked}: {result.outcome} {result.code or ''}")
+    finally:
+        gateway.close()
+    click.echo(
+        f"sent {counts['sent']}, refused {counts['refused']}, unknown outcome "
+        f"{counts['unknown']}, opted out {len(skipped)}"
+    )
+
+
+def _notice_content_or_exit(
+    settings: Settings, text: str, params: Sequence[str], signature: str | None
+) -> None:
+    """Render ``text`` and exit 2 if the content rules block it (the send pipeline's check)."""
+    import re
+
+    from otp_service.content_rules import content_policy_from_settings
+
+    def fill(match: re.Match[str]) -> str:
+        index = int(match.group(1)) - 1
+        return params[index] if 0 <= index < len(params) else match.group(0)
+
+    rendered = re.sub(r"\$\{(\d+)\}", fill, text)
+    expected = signature or settings.huawei_signature
+    # The variable checks assume a verification code first: a notice is checked as text.
+    report = content_policy_from_settings(settings).check_message(rendered, None, expected)
+    click.echo(f"message: {rendered}")
+    if report.blocked:
+        _refuse([f"content blocked by {f.rule} ({f.description})" for f in report.blocking])
+
+
+def _optouts(settings: Settings, numbers: Sequence[str], ignore: bool) -> set[str]:
+    """Opted-out numbers among ``numbers``; refuse when the store cannot be read, unless told."""
+    if not (os.environ.get("OTP_REDIS_URL") and os.environ.get("OTP_SECRET_KEY")):
+        if not ignore:
+            _refuse(
+                [
+                    "opt-outs could not be checked (OTP_REDIS_URL and OTP_SECRET_KEY are needed);"
+                    " pass --ignore-optouts to send anyway"
+                ]
+            )
+        click.echo("warning: opt-outs not checked", err=True)
+        return set()
+    from otp_service.callbacks import optout_status
+    from otp_service.service import OtpService
+
+    service = OtpService(settings)
+    now = service.clock.now()
+    return {n for n in numbers if optout_status(settings, service.store, n, now=now) is not None}
+
+
 def run(args: list[str] | None = None) -> Any:
     """Entry point for ``python -m otp_service``."""
     return main.main(args=args, prog_name="otp-service")

@@ -57,6 +57,9 @@ from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 import pytest
 
 SEND_PATH = "/sms/batchSendSms/v1"
+DIFF_PATH = "/sms/batchSendDiffSms/v1"
+#: batchSendDiffSms: the whole body must stay under 64 KB (reference §1.3).
+MAX_DIFF_BODY = 64 * 1024
 APP_KEY = "c8RWg3ggEcyd4D3p94bf3Y7x1Ile"
 APP_SECRET = "q4Ii87BhST9vcs8wvrzN80SfD7Al"
 SENDER = "csms100000001"
@@ -239,10 +242,13 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         sim._begin()
         try:
-            if urlsplit(self.path).path != SEND_PATH:
+            path = urlsplit(self.path).path
+            if path not in (SEND_PATH, DIFF_PATH):
                 self._send(404, b"Not Found", "text/plain")
                 return
-            status, body = sim._handle(dict(self.headers.items()), raw, self)
+            status, body = sim._handle(
+                dict(self.headers.items()), raw, self, diff=path == DIFF_PATH
+            )
             if status == 0:
                 return
             self._send(status, body, "application/json;charset=UTF-8")
@@ -493,7 +499,9 @@ class HuaweiSimulator:
             self._in_flight -= 1
             self._lock.notify_all()
 
-    def _handle(self, headers: dict[str, str], raw: bytes, handler: _Handler) -> tuple[int, bytes]:
+    def _handle(
+        self, headers: dict[str, str], raw: bytes, handler: _Handler, *, diff: bool = False
+    ) -> tuple[int, bytes]:
         with self._lock:
             fault = self._faults.popleft() if self._faults else Fault()
         delay = self.latency + fault.delay
@@ -515,6 +523,8 @@ class HuaweiSimulator:
             self._authenticate(headers)
             if fault.code is not None and fault.code != "E000510":
                 return _error(fault.code, "injected")
+            if diff:
+                return self._send_diff(headers, raw, fault)
             form = self._form(headers, raw)
             return self._send(form, fault)
         except _Rejection as rejection:
@@ -696,6 +706,58 @@ class HuaweiSimulator:
             return 200, json.dumps(body).encode()
         body = {"code": ACCEPTED, "description": "Success", "result": result}
         return 200, json.dumps(body).encode()
+
+    def _send_diff(self, headers: dict[str, str], raw: bytes, fault: Fault) -> tuple[int, bytes]:
+        """batchSendDiffSms (§1.3): JSON, one ``to`` array per content, real-array params.
+
+        Each content goes through the same checks as a batchSendSms form, so both paths are
+        exactly as strict; the answers are joined into one ``result`` list.
+        """
+        content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            raise _Rejection("E000040", "Content-Type must be application/json")
+        if len(raw) >= MAX_DIFF_BODY:
+            raise _Rejection("E000503", "body must stay under 64 KB")  # our choice of code
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise _Rejection("E000000", "System error: body is not JSON") from None
+        contents = body.get("smsContent") if isinstance(body, dict) else None
+        if not isinstance(contents, list) or not contents:
+            raise _Rejection("E000503", "smsContent missing")
+        forms = []
+        for content in contents:
+            if not isinstance(content, dict):
+                raise _Rejection("E000503", "smsContent entry is not an object")
+            to, params = content.get("to"), content.get("templateParas", [])
+            if not isinstance(to, list) or not all(isinstance(n, str) for n in to):
+                raise _Rejection("E000503", "to must be an array of strings")
+            if not isinstance(params, list):
+                raise _Rejection("E000000", "System error: templateParas is not an array")
+            form = {
+                "from": body.get("from", ""),
+                "to": ",".join(to),
+                "templateId": content.get("templateId", ""),
+                "templateParas": json.dumps(params, ensure_ascii=False),
+            }
+            for name, value in (
+                ("signature", content.get("signature")),
+                ("statusCallback", body.get("statusCallback")),
+                ("extend", body.get("extend")),
+            ):
+                if value is not None:
+                    form[name] = str(value)
+            forms.append(form)
+        results: list[Any] = []
+        code = ACCEPTED
+        for form in forms:
+            answer = json.loads(self._send(form, fault)[1])
+            results.extend(answer["result"])
+            code = answer["code"]
+        description = "Success" if code == ACCEPTED else "Send failed"
+        return 200, json.dumps(
+            {"code": code, "description": description, "result": results}
+        ).encode()
 
     def _params_of(self, form: dict[str, str]) -> list[str] | None:
         raw = form.get("templateParas")
