@@ -220,13 +220,14 @@ class _Keyring:
 def _keyrings(settings: Settings) -> list[_Keyring]:
     """The current key, then each fallback: where a number's state may have been written.
 
-    The service looks numbers up under the current key only, so state under a fallback (written
-    before a rotation) is what an operator needs to be told about.
+    Each ring's settings hold its one key and no fallbacks, so a lookup through it finds only
+    what that key wrote and the command can say which key held the state.
     """
     from otp_service.core.codes import key_id
 
     assert settings.secret_key is not None  # noqa: S101 - checked by _shared_state_settings
-    rings = [_Keyring("OTP_SECRET_KEY", key_id(settings.secret_key), settings)]
+    current = dataclasses.replace(settings, secret_key_fallbacks=())
+    rings = [_Keyring("OTP_SECRET_KEY", key_id(settings.secret_key), current)]
     for index, fallback in enumerate(settings.secret_key_fallbacks, start=1):
         under = dataclasses.replace(settings, secret_key=fallback, secret_key_fallbacks=())
         where = f"OTP_SECRET_KEY_FALLBACKS entry {index}"
@@ -660,6 +661,50 @@ def content_lint_template(
     text = text.rstrip("\r\n")
     policy, expected = _content_setup(signature, rules)
     _content_report(policy.lint_template(text, signature=expected), {"template": text}, as_json)
+
+
+@main.command("check-provider")
+def check_provider() -> None:
+    """Read the configured template's and signature's state from Huawei's management API and
+    print each with the fix in words (needs the OTP_HUAWEI_IAM_* settings).
+
+    Exits 1 when a state stops every send, 2 when the state cannot be read.
+    """
+    import time
+
+    from otp_service.sms.huawei_manage import HuaweiManagement, ManagementError, assess
+
+    settings = _settings_or_exit()
+    management = HuaweiManagement.from_settings(settings, now=time.time)
+    if management is None or not settings.huawei_template_id:
+        click.echo(
+            "check-provider needs OTP_HUAWEI_TEMPLATE_ID and the management API settings "
+            "OTP_HUAWEI_IAM_ENDPOINT, OTP_HUAWEI_IAM_DOMAIN, OTP_HUAWEI_IAM_USER, "
+            "OTP_HUAWEI_IAM_PASSWORD and OTP_HUAWEI_PROJECT_ID (docs/huawei.md, section 7)",
+            err=True,
+        )
+        sys.exit(2)
+    try:
+        template = management.template(settings.huawei_template_id)
+        signature = (
+            management.signature(settings.huawei_signature) if settings.huawei_signature else None
+        )
+        variables = management.variables(template)
+    except ManagementError as exc:
+        click.echo(f"could not read the provider state: {exc}", err=True)
+        sys.exit(2)
+    findings = assess(
+        template,
+        signature,
+        signature_configured=bool(settings.huawei_signature),
+        variables=variables,
+        code_length=settings.code_length,
+    )
+    for finding in findings:
+        verdict = "BLOCKS SENDING" if finding.blocking else "ok"
+        click.echo(f"{finding.subject}: {finding.state} [{verdict}] - {finding.fix}")
+    if any(finding.blocking for finding in findings):
+        sys.exit(1)
 
 
 @main.command("notify")

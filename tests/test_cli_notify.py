@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from otp_service.callbacks import _optout_key
+from otp_service.callbacks import _optout_keys
 from otp_service.cli import main
 from otp_service.settings import Settings
 from otp_service.store.redis import RedisStore
@@ -93,7 +93,7 @@ def test_opted_out_numbers_are_skipped(
     monkeypatch.setenv("OTP_SECRET_KEY", TEST_SECRET)
     settings = Settings.from_env()
     store = RedisStore.from_url(redis_url)
-    _, key, _ = _optout_key(settings, NUMBERS[0])
+    key = _optout_keys(settings, NUMBERS[0])[0][0]
     # The CLI reads with the system clock, so the record is written at the real time.
     try:
         store.put_new(key, b'{"reason": "TD", "at": 0}', ttl=3600, now=time.time())

@@ -193,3 +193,28 @@ def test_the_templates_variable_must_fit_the_code_length(
     else:
         assert answer.get_json()["reasons"] == [f"template {TEMPLATE}: {blocking_state}"]
         assert "E200028" in answer.get_json()["detail"]
+
+
+def test_check_provider_prints_each_state_with_its_fix(
+    management_sim: ManagementSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16.4 through the real CLI: a deactivated template blocks, with the fix in words."""
+    from click.testing import CliRunner
+
+    from otp_service.cli import main
+
+    management_sim.set_template(TEMPLATE, "Adopted_inactive")
+    management_sim.set_signature(SIGNATURE, "TO_BE_ACTIVATED")
+    env = {
+        f"OTP_{name.upper()}": str(value) for name, value in iam_settings(management_sim).items()
+    }
+    result = CliRunner().invoke(main, ["check-provider"], env=env)
+    assert result.exit_code == 1, result.output
+    assert f"template {TEMPLATE}: Adopted_inactive [BLOCKS SENDING]" in result.output
+    assert "apply for a new template" in result.output
+    assert "top the account up, then activate the signature in the console" in result.output
+    management_sim.set_template(TEMPLATE, "Adopted")
+    management_sim.set_signature(SIGNATURE, "REVIEW_PROCESSING_COMPLETED")
+    assert CliRunner().invoke(main, ["check-provider"], env=env).exit_code == 0
+    missing = CliRunner().invoke(main, ["check-provider"], env={"OTP_HUAWEI_IAM_USER": ""})
+    assert missing.exit_code == 2 and "OTP_HUAWEI_IAM_ENDPOINT" in missing.output

@@ -63,7 +63,7 @@ def signup_form() -> str:
     challenge = None
     if wants_image:
         try:
-            challenge = guard.service.create_captcha(client_ip=client_ip())
+            challenge = guard.service.create_captcha(client_ip=client_ip(), purpose=PURPOSE)
         except OtpError:
             # Refused (e.g. this address made too many): the script asks again and says why.
             challenge = None
