@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from functools import cache
 from pathlib import Path
 
@@ -71,15 +72,35 @@ def test_reference_parser_follows_the_last_named_file() -> None:
 CONFLICT_MARKER = re.compile(r"^(<{7} |={7}$|>{7} )", re.MULTILINE)
 
 
+def project_files() -> list[Path]:
+    """The files git would commit: tracked or new, never ignored (virtualenvs, caches, builds).
+
+    Walking the tree instead once flagged a conflict marker inside a third-party package in
+    ``.venv-lowest`` — a file the project does not own."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    return [ROOT / name for name in listed.split("\0") if name]
+
+
 def test_no_file_keeps_a_merge_conflict_marker() -> None:
     """A merge once committed CHANGES.md with its conflict markers; nothing else caught it."""
     suffixes = {".md", ".py", ".toml", ".txt", ".yaml", ".yml", ".html", ".js", ".css", ".sh"}
     offenders = [
         str(path.relative_to(ROOT))
-        for path in ROOT.rglob("*")
+        for path in project_files()
         if path.suffix in suffixes
         and path.is_file()
-        and not {".venv", ".git", "node_modules"} & set(path.relative_to(ROOT).parts)
         and CONFLICT_MARKER.search(path.read_text(errors="replace"))
     ]
     assert not offenders, f"merge conflict markers in {offenders}"
+
+
+def test_project_files_leave_out_ignored_virtualenvs() -> None:
+    names = {path.relative_to(ROOT).parts[0] for path in project_files()}
+    assert "otp_service" in names and "tests" in names
+    assert not {".venv", ".venv-lowest", ".git"} & names
