@@ -32,9 +32,11 @@ def test_one_secret_gives_one_style_and_secrets_give_many() -> None:
 def test_derived_styles_stay_in_the_readable_ranges() -> None:
     for _ in range(200):
         style = CaptchaStyle.derive(os.urandom(32))
-        assert 15 <= style.rotate <= 35
-        assert 1 <= style.strokes <= 3 and 2 <= style.stroke_width <= 4
-        assert 40 <= min(style.font_sizes) and max(style.font_sizes) <= 60
+        # The envelope read by eye at 92 % (docs/captcha.md); widen it only after reading again.
+        assert 12 <= style.rotate <= 28
+        assert 1 <= style.strokes <= 2 and 2 <= style.stroke_width <= 3
+        assert 38 <= min(style.font_sizes) and max(style.font_sizes) <= 56
+        assert 0.04 <= style.word_offset_dx <= 0.16 and style.speckles <= 80
         assert set(style.fonts) <= set(available_fonts())
 
 
