@@ -45,8 +45,9 @@ from redis.connection import Connection
 
 from otp_service.core.codes import code_digest
 from otp_service.core.keys import phone_tag
+from otp_service.core.purpose import validate_purpose
 from otp_service.errors import CodeInvalid
-from otp_service.service import OtpService, validate_purpose
+from otp_service.service import OtpService
 from otp_service.settings import Settings
 
 BENCH_DIR = Path(__file__).resolve().parent

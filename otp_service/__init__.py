@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from otp_service.app import create_app
+    from otp_service.bot_gate import Challenge
     from otp_service.clock import Clock, RandomSource, SecretsRandom, SystemClock
     from otp_service.core.tokens import VerifiedClaim
     from otp_service.errors import (
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
         TooManyAttempts,
     )
     from otp_service.guard import OtpGuard
-    from otp_service.service import Approval, Challenge, OtpService, SendReceipt
+    from otp_service.service import Approval, OtpService, SendReceipt
     from otp_service.settings import Settings
     from otp_service.sms import ConsoleGateway, SmsGateway, SmsMessage
     from otp_service.store import MemoryStore, Store, store_from_url
@@ -47,7 +48,7 @@ _EXPORTS = {
     "Approval": "otp_service.service",
     "CaptchaInvalid": "otp_service.errors",
     "CaptchaRequired": "otp_service.errors",
-    "Challenge": "otp_service.service",
+    "Challenge": "otp_service.bot_gate",
     "Clock": "otp_service.clock",
     "CodeExpired": "otp_service.errors",
     "CodeInvalid": "otp_service.errors",

@@ -28,10 +28,11 @@ from flask.typing import ResponseReturnValue
 from otp_service.api import bp as api_blueprint
 from otp_service.api import client_ip
 from otp_service.core.policy import parse_windows, subnet_of
+from otp_service.core.purpose import validate_purpose
 from otp_service.errors import ConfigurationError, InvalidRequest, OtpError, TokenInvalid
 from otp_service.problems import problem_response, register_problem_handlers
 from otp_service.responses import install_request_ids
-from otp_service.service import OtpService, validate_purpose
+from otp_service.service import OtpService
 from otp_service.settings import Settings
 
 P = ParamSpec("P")

@@ -19,8 +19,8 @@ from flask import Flask
 
 from otp_service.callbacks import MAX_BATCH_REPORTS
 from otp_service.core.pow import MAX_PAYLOAD_CHARS
+from otp_service.core.purpose import PURPOSE_PATTERN
 from otp_service.errors import all_error_classes
-from otp_service.service import PURPOSE_PATTERN
 
 OPENAPI_VERSION = "3.1.0"
 PROBLEM_MEDIA_TYPE = "application/problem+json"

@@ -12,38 +12,33 @@ import hmac
 import json
 import logging
 import re
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from otp_service.audit import AuditLog, Event
+from otp_service.bot_gate import BotGate, BotProof, Challenge
 from otp_service.budget import Budget
 from otp_service.callbacks import carry_optout, record_sent
-from otp_service.captcha_gate import CaptchaGate
 from otp_service.captcha_render import CaptchaRenderer, DefaultRenderer, ImageRenderer
 from otp_service.captcha_style import CaptchaStyle
 from otp_service.clock import Clock, RandomSource, SecretsRandom, SystemClock
 from otp_service.content_rules import content_policy_from_settings
-from otp_service.core import captcha as captcha_core
-from otp_service.core import pow as pow_core
 from otp_service.core.client_ip import IPNetwork, canonical_ip, parse_networks
 from otp_service.core.codes import code_digest, derive_key, generate_code
 from otp_service.core.content import ContentPolicy
 from otp_service.core.keys import Keys, every_tag, phone_tag, range_tag
 from otp_service.core.phone import Phone, mask_phone, parse_phone
 from otp_service.core.policy import AddressLimits, SendLimits, parse_windows, tightest_window
+from otp_service.core.purpose import validate_purpose
 from otp_service.core.tokens import TokenSigner, VerifiedClaim
 from otp_service.errors import (
-    CaptchaInvalid,
-    CaptchaRequired,
     CodeExpired,
     CodeInvalid,
     ContentBlocked,
     IdempotencyInProgress,
     InvalidRequest,
-    NotFound,
     NumberOptedOut,
     OtpError,
     ProviderError,
@@ -55,10 +50,8 @@ from otp_service.errors import (
     all_error_classes,
 )
 from otp_service.metrics import Metrics
-from otp_service.pow_gate import ProofOfWork
 from otp_service.provider_state import ProviderStateWatch
 from otp_service.pumping import Decision, PumpingDefence
-from otp_service.render_budget import RenderBudget
 from otp_service.settings import Settings
 from otp_service.sms import SmsGateway, SmsMessage, gateway_from_settings
 from otp_service.sms.huawei_manage import HuaweiManagement
@@ -68,9 +61,6 @@ from otp_service.store.redis import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
-PURPOSE_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-DEFAULT_PURPOSE = "default"
-CAPTCHA_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _IDEMPOTENCY_PENDING = b"pending"
 
@@ -95,28 +85,6 @@ class Approval:
     phone: str
     purpose: str
     token: str
-    expires_in: int
-
-
-@dataclass(frozen=True, slots=True)
-class BotProof:
-    """What a send brings to the bot gate: an image (or audio) answer, an ALTCHA payload, both."""
-
-    captcha_id: str | None = None
-    captcha_answer: str | None = None
-    altcha: str | None = None
-
-    @property
-    def empty(self) -> bool:
-        return not (self.captcha_id or self.captcha_answer or self.altcha)
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    """A new captcha challenge as handed to a client (the answer stays on the server)."""
-
-    challenge_id: str
-    image_png: bytes
     expires_in: int
 
 
@@ -146,15 +114,6 @@ class _OperatorTarget:
     purpose: str
     ip: str | None
     rules: list[LimitRule]
-
-
-def validate_purpose(purpose: str | None) -> str:
-    """``None`` → the default purpose; otherwise a short lowercase name."""
-    if purpose is None:
-        return DEFAULT_PURPOSE
-    if not PURPOSE_PATTERN.fullmatch(purpose):
-        raise InvalidRequest("purpose: 1-32 characters of a-z, 0-9, _ or -, starting a-z.")
-    return purpose
 
 
 class OtpService:
@@ -195,15 +154,6 @@ class OtpService:
         self.keys = Keys(self.settings.key_prefix)
         secret = self.settings.secret_key
         assert secret is not None  # noqa: S101 - Settings always fills it
-        # The images' look follows the secret, so a reader trained on the public style does not
-        # fit this deployment (docs/captcha.md, "Per-deployment style").
-        self.captcha_renderer = captcha_renderer or DefaultRenderer(
-            ImageRenderer(
-                style=CaptchaStyle.derive(
-                    derive_key(secret, "captcha-style"), self.settings.captcha_fonts
-                )
-            )
-        )
         self.audit = audit or AuditLog(derive_key(secret, "audit"))
         self.metrics = metrics or Metrics()
         self.audit.subscribe(self.metrics)
@@ -220,18 +170,6 @@ class OtpService:
         # allow-lists, blocks) is also looked for under every fallback (docs/operations.md).
         self._tag_keys = self.settings.tag_keys
         self._tag_key = self._tag_keys[0]
-        # Answers are checked, and texts unsealed, under every key (current first): a rotation
-        # keeps the challenges in flight.
-        self._captcha_keys = [
-            derive_key(k, "captcha") for k in reversed(self.settings.signing_keys)
-        ]
-        self._seal_keys = [
-            derive_key(k, "captcha-seal") for k in reversed(self.settings.signing_keys)
-        ]
-        # One audio render at a time per process: parallel requests for one challenge wait and
-        # then find the cached WAV, and audio (a quarter second of CPU each) can take at most one
-        # core however many arrive.
-        self._audio_lock = threading.Lock()
         # Codes are checked against every key (current first), so a rotation keeps codes in flight.
         self._code_keys = [derive_key(k, "code") for k in reversed(self.settings.signing_keys)]
         self._signer = TokenSigner(self.settings.signing_keys)
@@ -258,22 +196,6 @@ class OtpService:
             ipv6_site_bits=settings.ipv6_site_bits,
             shadow=settings.shadow_rules,
         )
-        self._captcha_limits = AddressLimits(
-            "captcha",
-            ip=settings.limits_captcha_ip,
-            subnet=settings.limits_captcha_subnet,
-            ipv6_site=settings.limits_captcha_ipv6_site,
-            ipv6_site_bits=settings.ipv6_site_bits,
-            shadow=settings.shadow_rules,
-        )
-        self._audio_limits = AddressLimits(
-            "captcha_audio",
-            ip="",
-            subnet=settings.limits_captcha_audio,
-            ipv6_site=settings.limits_captcha_audio,
-            ipv6_site_bits=settings.ipv6_site_bits,
-            shadow=settings.shadow_rules,
-        )
         self._test_codes = self.settings.test_codes
         # Delivery reports only come when the provider was given our callback URL.
         self._tracks_delivery = bool(
@@ -283,20 +205,27 @@ class OtpService:
         )
         self.pumping = PumpingDefence(self.store, self.keys, self.settings)
         self.budget = Budget(self.store, self.keys, self.settings)
-        self.captcha_gate = CaptchaGate(
-            self.settings, self.store, self.keys, self._send_limits.global_rules(self.keys)
+        # The images' look follows the secret, so a reader trained on the public style does not
+        # fit this deployment (docs/captcha.md, "Per-deployment style").
+        renderer = captcha_renderer or DefaultRenderer(
+            ImageRenderer(
+                style=CaptchaStyle.derive(
+                    derive_key(secret, "captcha-style"), settings.captcha_fonts
+                )
+            )
         )
-        self.render_budget = RenderBudget(
-            images=self.settings.captcha_render_images, audio=self.settings.captcha_render_audio
-        )
-        self.pow = ProofOfWork(
+        #: Captchas, proof of work and the adaptive policy: called once per send (docs/captcha.md).
+        self.bot_gate = BotGate(
+            settings,
             store=self.store,
             keys=self.keys,
+            clock=self.clock,
             rng=self.rng,
-            signing_keys=self.settings.signing_keys,
-            cost=self.settings.pow_cost,
-            levels=self.settings.pow_levels,
-            ttl=self.settings.captcha_ttl,
+            audit=self.audit,
+            renderer=renderer,
+            tag_key=self._tag_key,
+            global_rules=self._send_limits.global_rules(self.keys),
+            parse_phone=self._parse,
         )
         self._persistence_warned = False
         #: ``OTP_TRUSTED_PROXIES`` parsed once; the HTTP layer resolves client addresses with it.
@@ -432,7 +361,7 @@ class OtpService:
         event.phone = phone.e164
         now = self.clock.now()
         tag = phone_tag(self._tag_key, phone.e164)
-        waived = self._pass_bot_gate(event, phone, tag, client_ip, proof, now)
+        waived = self.bot_gate.pass_send(event, phone, client_ip, proof, now)
         # The content check is pure and cheaper than a store round trip, so it runs before the
         # limits: a blocked template spends no one's quota. The admission stores the code.
         test_code = self._test_codes.get(phone.e164)
@@ -542,7 +471,7 @@ class OtpService:
             prefix=self._range(phone),
             client_ip=client_ip,
         )
-        rules += self.captcha_gate.send_rules(client_ip, enforce=captcha_waived)
+        rules += self.bot_gate.risk.send_rules(client_ip, enforce=captcha_waived)
         scopes = self.pumping.scopes_for(phone, client_ip)
         optouts = [
             Denial("number_opted_out", self.keys.optout(t))
@@ -566,18 +495,16 @@ class OtpService:
                 denials=optouts, limits=rules, now=now, token=uuid.uuid4().hex, code=code
             )
         event.details["shadowed"] = (
-            list(self.captcha_gate.without_signals(admission.shadowed)) or None
+            list(self.bot_gate.risk.without_signals(admission.shadowed)) or None
         )
         if admission.refused_by == "number_opted_out":
             self._carry_optout(phone, now)
             raise NumberOptedOut("This number has opted out of messages.")
-        signal = self.captcha_gate.tripped_in_admission(admission.refused_by)
+        signal = self.bot_gate.risk.tripped_in_admission(admission.refused_by)
         if signal is not None:
             event.details.pop("captcha", None)
             event.details["captcha_signals"] = [signal]
-            raise self._gate_closed(
-                pow_core.level_for(1, self.settings.pow_levels), self._gate_kinds((signal,))
-            )
+            raise self.bot_gate.closed_by(signal)
         if not admission.allowed:
             raise RateLimited(
                 f"Too many requests ({admission.refused_by}); retry later.",
@@ -726,14 +653,14 @@ class OtpService:
                 retry_after=retry_after_seconds(check.retry_after),
             )
         if check.status in (CodeStatus.INVALID, CodeStatus.EXPIRED, CodeStatus.LOCKED):
-            self.captcha_gate.record_failure(now=now, client_ip=client_ip, phone_tag=tag)
+            self.bot_gate.risk.record_failure(now=now, client_ip=client_ip, phone_tag=tag)
         if check.status is CodeStatus.INVALID:
             raise CodeInvalid("The code is wrong.", attempts_left=check.attempts_left)
         if check.status is CodeStatus.EXPIRED:
             raise CodeExpired("There is no valid code; request a new one.")
         if check.status is CodeStatus.LOCKED:
             raise TooManyAttempts("Too many wrong codes; request a new one.")
-        self.captcha_gate.record_verified(now=now, prefix=self._range(phone))
+        self.bot_gate.risk.record_verified(now=now, prefix=self._range(phone))
         token = self._signer.issue(
             phone=phone.e164,
             purpose=purpose,
@@ -787,7 +714,13 @@ class OtpService:
                 raise TokenUsed("This token was already used.")
         return claim
 
-    # -- captcha ------------------------------------------------------------------------------
+    # -- the bot gate: delegations to BotGate (otp_service/bot_gate) ------------------------
+
+    @property
+    def captcha_renderer(self) -> CaptchaRenderer:
+        """What the bot gate draws challenges with: the ``captcha_renderer`` given, or the
+        default in this deployment's style."""
+        return self.bot_gate.challenges.renderer
 
     def create_captcha(
         self, *, client_ip: str | None = None, purpose: str | None = None
@@ -801,53 +734,7 @@ class OtpService:
         :raises RateLimited: ``limit="captcha_ip"`` (or ``captcha_subnet``,
             ``captcha_ipv6_site``): this address, or its network, asked for too many.
         """
-        event = Event("captcha_create", client_ip=client_ip)
-        try:
-            event.purpose = purpose = validate_purpose(purpose)
-            challenge = self._create_captcha(client_ip, purpose)
-        except OtpError as exc:
-            self.audit.refused(event, exc)
-            raise
-        self.audit.accepted(event)
-        return challenge
-
-    def _create_captcha(self, client_ip: str | None, purpose: str) -> Challenge:
-        client_ip = canonical_ip(client_ip)
-        now = self.clock.now()
-        self._count_challenge(client_ip, now)
-        self.render_budget.take("image")
-        challenge_id = self.rng.token_bytes(18).hex()
-        text = captcha_core.generate_challenge(self.rng, self.settings.captcha_length)
-        record = captcha_core.ChallengeRecord(
-            digest=captcha_core.answer_digest(
-                self._captcha_keys[0], challenge_id, text, purpose=purpose
-            ),
-            sealed=captcha_core.seal_text(
-                self._seal_keys[0], challenge_id, text, self.rng.token_bytes(12)
-            ),
-            image_png=self.captcha_renderer.render_image(text),
-        )
-        ttl = self.settings.captcha_ttl
-        self.store.put(self.keys.captcha(challenge_id), record.encode(), ttl=ttl, now=now)
-        return Challenge(challenge_id=challenge_id, image_png=record.image_png, expires_in=ttl)
-
-    def _count_challenge(self, client_ip: str | None, now: float) -> None:
-        """Count a new challenge (image or proof of work) against the client's address and its
-        networks (/24 or /64, IPv6 site).
-
-        Drawing an image, or deriving a challenge's key, costs CPU and each image ~16 KB of store:
-        the address is counted before anything is made.
-        """
-        rules = self._captcha_limits.rules(self.keys, client_ip)
-        if not rules:
-            return
-        admission = self.store.admit(denials=(), limits=rules, now=now, token=uuid.uuid4().hex)
-        if not admission.allowed:
-            raise RateLimited(
-                "Too many captchas from this client; retry later.",
-                limit=admission.refused_by,
-                retry_after=retry_after_seconds(admission.retry_after),
-            )
+        return self.bot_gate.create_captcha(client_ip=client_ip, purpose=purpose)
 
     def create_pow(
         self,
@@ -866,40 +753,14 @@ class OtpService:
             this address, or its network, asked for too many challenges.
         :raises InvalidPhone, RegionNotAllowed: ``phone`` is given and refused.
         """
-        event = Event("pow_create", client_ip=client_ip)
-        try:
-            client_ip = canonical_ip(client_ip)
-            now = self.clock.now()
-            parsed = None if phone is None else self._parse(phone, region)
-            self._count_challenge(client_ip, now)
-            level = self._pow_level(client_ip, parsed, now)
-            challenge = self.pow.challenge(level, now=now)
-        except OtpError as exc:
-            self.audit.refused(event, exc)
-            raise
-        event.details["pow_level"] = level
-        self.audit.accepted(event)
-        return challenge
-
-    def _pow_level(self, client_ip: str | None, phone: Phone | None, now: float) -> int:
-        """One level per adaptive signal that trips for this client (and number, if known)."""
-        if not self.captcha_gate.adaptive:
-            return 0
-        tag = None if phone is None else phone_tag(self._tag_key, phone.e164)
-        signals = self.captcha_gate.signals(
-            now=now,
-            client_ip=client_ip,
-            phone_tag=tag,
-            prefix=None if phone is None else self._range(phone),
-        )
-        return pow_core.level_for(len(signals), self.settings.pow_levels)
+        return self.bot_gate.create_pow(client_ip=client_ip, phone=phone, region=region)
 
     def captcha_image(self, challenge_id: str) -> bytes:
         """The PNG of a live challenge.
 
         :raises NotFound: unknown, used or expired.
         """
-        return self._live_challenge(challenge_id, self.clock.now()).image_png
+        return self.bot_gate.captcha_image(challenge_id)
 
     def captcha_audio(
         self, challenge_id: str, *, altcha: str | None = None, client_ip: str | None = None
@@ -926,54 +787,7 @@ class OtpService:
         :raises RateLimited: ``limit="captcha_audio_subnet"`` (``captcha_audio_ipv6_site``): the
             client's network asked for too much audio; ``captcha_render``: this process's budget.
         """
-        client_ip = canonical_ip(client_ip)
-        now = self.clock.now()
-        record = self._live_challenge(challenge_id, now)
-        key = self.keys.captcha_audio(challenge_id)
-        if self.settings.captcha_audio_pow and self.store.get(key, now=now) is None:
-            level = self._pow_level(client_ip, None, now)
-            self.pow.spend(self.pow.check(altcha, required_level=level, now=now), now=now)
-        with self._audio_lock:
-            cached = self.store.get(key, now=now)
-            if cached is not None:
-                return cached
-            text = next(
-                (
-                    opened
-                    for seal_key in self._seal_keys
-                    if (opened := captcha_core.open_text(seal_key, challenge_id, record.sealed))
-                ),
-                None,
-            )
-            if text is None:
-                # Sealed under a key no longer configured: as good as expired.
-                raise NotFound("No such captcha.")
-            self._count_audio(client_ip, now)
-            self.render_budget.take("audio")
-            audio = self.captcha_renderer.render_audio(text)
-            self.store.put(key, audio, ttl=self.settings.captcha_ttl, now=now)
-            return audio
-
-    def _count_audio(self, client_ip: str | None, now: float) -> None:
-        rules = self._audio_limits.rules(self.keys, client_ip)
-        if not rules:
-            return
-        admission = self.store.admit(denials=(), limits=rules, now=now, token=uuid.uuid4().hex)
-        if not admission.allowed:
-            raise RateLimited(
-                "Too much captcha audio for this network; retry later.",
-                limit=admission.refused_by,
-                retry_after=retry_after_seconds(admission.retry_after),
-            )
-
-    def _live_challenge(self, challenge_id: str, now: float) -> captcha_core.ChallengeRecord:
-        if not CAPTCHA_ID_PATTERN.fullmatch(challenge_id):
-            raise NotFound("No such captcha.")
-        raw = self.store.get(self.keys.captcha(challenge_id), now=now)
-        record = None if raw is None else captcha_core.ChallengeRecord.decode(raw)
-        if record is None:
-            raise NotFound("No such captcha.")
-        return record
+        return self.bot_gate.captcha_audio(challenge_id, altcha=altcha, client_ip=client_ip)
 
     def check_captcha(
         self,
@@ -996,125 +810,9 @@ class OtpService:
         :raises CaptchaRequired: what the kind asks for is missing.
         :raises CaptchaInvalid: wrong, used, expired or unknown challenge.
         """
-        event = Event("captcha", client_ip=client_ip)
-        proof = BotProof(captcha_id=challenge_id, captcha_answer=answer, altcha=altcha)
-        try:
-            event.purpose = validate_purpose(purpose)
-            self._check_proof(event, proof, level=0, now=self.clock.now())
-        except OtpError as exc:
-            self.audit.refused(event, exc)
-            raise
-        self.audit.accepted(event)
-
-    def _pass_bot_gate(
-        self,
-        event: Event,
-        phone: Phone,
-        tag: str,
-        client_ip: str | None,
-        proof: BotProof,
-        now: float,
-    ) -> bool:
-        """The send pipeline's gate, by ``OTP_CAPTCHA_MODE`` and ``OTP_CAPTCHA_KIND``; true when
-        the adaptive mode let the send in without a proof (admission then re-checks the send
-        signals atomically, see :meth:`CaptchaGate.send_rules`).
-
-        ``adaptive``: a request that brings nothing passes unless a risk signal trips; one that
-        brings a proof has it checked like in ``always`` (its user solved one, so a wrong one is
-        refused, and counted as a failure). A proof of work must be at least as hard as the
-        level the tripped signals ask for. With ``both``, the proof of work is checked before
-        the image answer is consumed and spent after it, so a wrong answer wastes no work.
-        ``auto`` asks for the image, and for the image and a proof of work once a signal trips.
-        """
-        mode = self.settings.captcha_mode
-        if mode == "off":
-            return False
-        signals: tuple[str, ...] = ()
-        may_want_work = self.settings.captcha_kind in ("pow", "both", "auto")
-        if mode == "adaptive" and (proof.empty or may_want_work):
-            signals = self.captcha_gate.signals(
-                now=now, client_ip=client_ip, phone_tag=tag, prefix=self._range(phone)
-            )
-            if signals:
-                event.details["captcha_signals"] = list(signals)
-            elif proof.empty:
-                event.details["captcha"] = "not_required"
-                return True
-        level = pow_core.level_for(len(signals), self.settings.pow_levels)
-        try:
-            self._check_proof(event, proof, level=level, now=now, kinds=self._gate_kinds(signals))
-        except CaptchaInvalid:
-            self.captcha_gate.record_failure(now=now, client_ip=client_ip, phone_tag=None)
-            raise
-        return False
-
-    def _check_proof(
-        self,
-        event: Event,
-        proof: BotProof,
-        *,
-        level: int,
-        now: float,
-        kinds: tuple[str, ...] | None = None,
-    ) -> None:
-        """Check every kind asked for (``kinds``, else what ``OTP_CAPTCHA_KIND`` asks when no
-        signal trips); notes the outcome on ``event``."""
-        kinds = kinds or self._gate_kinds()
-        if ("image" in kinds and not (proof.captcha_id and proof.captcha_answer)) or (
-            "pow" in kinds and not proof.altcha
-        ):
-            raise self._gate_closed(level, kinds)
-        work = None
-        if "pow" in kinds:
-            work = self.pow.check(proof.altcha, required_level=level, now=now)
-        if "image" in kinds:
-            self._check_captcha(
-                proof.captcha_id, proof.captcha_answer, purpose=event.purpose or DEFAULT_PURPOSE
-            )
-        if work is not None:
-            self.pow.spend(work, now=now)
-            event.details["pow_level"] = work.level
-        event.details["captcha"] = "passed"
-
-    def _gate_kinds(self, signals: tuple[str, ...] = ()) -> tuple[str, ...]:
-        """What the gate asks for. ``auto`` adds a proof of work to the image once a risk signal
-        trips: a trained reader solves most images (docs/captcha.md), so under risk each send
-        must also cost the sender CPU."""
-        kind = self.settings.captcha_kind
-        if kind == "auto":
-            return ("image", "pow") if signals else ("image",)
-        return ("image", "pow") if kind == "both" else (kind,)
-
-    def _gate_closed(self, level: int, kinds: tuple[str, ...]) -> CaptchaRequired:
-        """``captcha_required`` naming what to bring: ``captcha_kinds``, and ``pow_level``."""
-        details: dict[tuple[str, ...], str] = {
-            ("image",): "Solve a captcha first (POST /captcha).",
-            ("pow",): "Solve a proof of work first (POST /pow).",
-        }
-        detail = details.get(
-            kinds, "Solve a captcha (POST /captcha) and a proof of work (POST /pow) first."
+        self.bot_gate.check_captcha(
+            challenge_id, answer, altcha=altcha, client_ip=client_ip, purpose=purpose
         )
-        return CaptchaRequired(
-            detail,
-            captcha_kinds=list(kinds),
-            pow_level=level if "pow" in kinds else None,
-        )
-
-    def _check_captcha(self, challenge_id: str | None, answer: str | None, *, purpose: str) -> None:
-        if not challenge_id or not answer:
-            raise CaptchaRequired("Solve a captcha first (POST /captcha).")
-        if not CAPTCHA_ID_PATTERN.fullmatch(challenge_id):
-            raise CaptchaInvalid("The captcha answer is wrong, used or expired.")
-        # One atomic take: of parallel answers to one challenge, exactly one sees the record.
-        raw = self.store.take(self.keys.captcha(challenge_id), now=self.clock.now())
-        record = None if raw is None else captcha_core.ChallengeRecord.decode(raw)
-        matched = False
-        for key in self._captcha_keys:
-            expected = captcha_core.answer_digest(key, challenge_id, answer, purpose=purpose)
-            # Compared whether or not the record exists, so timing says nothing about ids.
-            matched |= hmac.compare_digest(record.digest if record else bytes(32), expected)
-        if record is None or not matched:
-            raise CaptchaInvalid("The captcha answer is wrong, used or expired.")
 
     # -- limits on any action ------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -29,6 +30,14 @@ MAX_ANSWER_LENGTH = 32
 NONCE_BYTES = 12
 DIGEST_BYTES = 32
 _RECORD_VERSION = 1
+#: A challenge id as the service makes them (hex) or a client may send them; anything else is
+#: refused before the store is asked.
+CHALLENGE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def well_formed_id(challenge_id: str) -> bool:
+    """Whether ``challenge_id`` could name a challenge (a cheap check before any store read)."""
+    return CHALLENGE_ID_PATTERN.fullmatch(challenge_id) is not None
 
 
 def generate_challenge(rng: RandomSource, length: int) -> str:

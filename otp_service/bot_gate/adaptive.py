@@ -1,4 +1,4 @@
-"""The adaptive captcha: ask for one only when risk signals say a request looks automated.
+"""The bot gate's risk signals: ask for a proof only when they say a request looks automated.
 
 ``OTP_CAPTCHA_MODE=adaptive`` keeps the first sends of an ordinary user free of friction and asks
 for a captcha once any signal trips (thresholds are ``OTP_CAPTCHA_ADAPTIVE_*`` settings; reasons
@@ -49,7 +49,7 @@ def _name(signal: str) -> str:
     return SIGNAL_PREFIX + signal
 
 
-class CaptchaGate:
+class RiskSignals:
     """Counts the adaptive signals and says which ones trip. Inert unless the mode is adaptive.
 
     :param global_rules: the send pipeline's global windows; ``global_budget`` reads the same
