@@ -1,8 +1,9 @@
 """OtpService: the send and verify pipelines, in one place, used by every delivery.
 
-This is the only module where the pure core meets the adapters (store, gateway, captcha
-renderer, clock, randomness). The HTTP API, the Flask guard and the CLI all call it; none of them
-talks to the store or the gateway directly.
+This is where the pure core meets the adapters (store, gateway, clock, randomness); the bot gate
+(captchas, proof of work, adaptive signals) is its own package, :mod:`otp_service.bot_gate`, which
+the send pipeline calls once per send. The HTTP API, the Flask guard and the CLI all call this
+module; none of them talks to the store or the gateway directly.
 """
 
 from __future__ import annotations
