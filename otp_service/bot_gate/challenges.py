@@ -146,7 +146,14 @@ class CaptchaChallenges:
             if text is None:
                 # Sealed under a key no longer configured: as good as expired.
                 raise NotFound("No such captcha.")
-            self._count_audio(client_ip, now)
+            count_per_address(
+                self._store,
+                self._keys,
+                self._audio_limits,
+                client_ip=client_ip,
+                now=now,
+                refusal="Too much captcha audio for this network; retry later.",
+            )
             self.render_budget.take("audio")
             audio = self.renderer.render_audio(text)
             self._store.put(key, audio, ttl=self.settings.captcha_ttl, now=now)
@@ -175,14 +182,28 @@ class CaptchaChallenges:
         if record is None or not matched:
             raise CaptchaInvalid(_WRONG)
 
-    def _count_audio(self, client_ip: str | None, now: float) -> None:
-        rules = self._audio_limits.rules(self._keys, client_ip)
-        if not rules:
-            return
-        admission = self._store.admit(denials=(), limits=rules, now=now, token=uuid.uuid4().hex)
-        if not admission.allowed:
-            raise RateLimited(
-                "Too much captcha audio for this network; retry later.",
-                limit=admission.refused_by,
-                retry_after=retry_after_seconds(admission.retry_after),
-            )
+
+def count_per_address(
+    store: Store,
+    keys: Keys,
+    limits: AddressLimits,
+    *,
+    client_ip: str | None,
+    now: float,
+    refusal: str,
+) -> None:
+    """Count one request against ``limits`` for the client's address and networks, or refuse it
+    (``refusal`` is the detail) before anything costly is made.
+
+    :raises RateLimited: a window is full; ``limit`` names it.
+    """
+    rules = limits.rules(keys, client_ip)
+    if not rules:
+        return
+    admission = store.admit(denials=(), limits=rules, now=now, token=uuid.uuid4().hex)
+    if not admission.allowed:
+        raise RateLimited(
+            refusal,
+            limit=admission.refused_by,
+            retry_after=retry_after_seconds(admission.retry_after),
+        )

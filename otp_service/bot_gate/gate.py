@@ -15,13 +15,12 @@ what clients ask for per address, and audits its own decisions.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from otp_service.audit import AuditLog, Event
 from otp_service.bot_gate.adaptive import RiskSignals
-from otp_service.bot_gate.challenges import CaptchaChallenges, Challenge
+from otp_service.bot_gate.challenges import CaptchaChallenges, Challenge, count_per_address
 from otp_service.bot_gate.pow import ProofOfWork
 from otp_service.captcha_render import CaptchaRenderer
 from otp_service.clock import Clock, RandomSource
@@ -33,10 +32,9 @@ from otp_service.core.keys import Keys, phone_tag, range_tag
 from otp_service.core.phone import Phone
 from otp_service.core.policy import AddressLimits
 from otp_service.core.purpose import DEFAULT_PURPOSE, validate_purpose
-from otp_service.errors import CaptchaInvalid, CaptchaRequired, OtpError, RateLimited
+from otp_service.errors import CaptchaInvalid, CaptchaRequired, OtpError
 from otp_service.settings import Settings
 from otp_service.store import LimitRule, Store
-from otp_service.store.redis import retry_after_seconds
 
 #: Parses a number as the send pipeline does (default region, allowed regions).
 PhoneParser = Callable[[str, str | None], Phone]
@@ -274,13 +272,11 @@ class BotGate:
         Drawing an image, or deriving a challenge's key, costs CPU and each image ~16 KB of store:
         the address is counted before anything is made.
         """
-        rules = self._challenge_limits.rules(self._keys, client_ip)
-        if not rules:
-            return
-        admission = self._store.admit(denials=(), limits=rules, now=now, token=uuid.uuid4().hex)
-        if not admission.allowed:
-            raise RateLimited(
-                "Too many captchas from this client; retry later.",
-                limit=admission.refused_by,
-                retry_after=retry_after_seconds(admission.retry_after),
-            )
+        count_per_address(
+            self._store,
+            self._keys,
+            self._challenge_limits,
+            client_ip=client_ip,
+            now=now,
+            refusal="Too many captchas from this client; retry later.",
+        )
