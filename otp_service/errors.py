@@ -209,6 +209,22 @@ class ProviderError(OtpError):
     #: instance by the gateway that knows.
     retryable: bool = False
 
+    @property
+    def certainly_not_sent(self) -> bool:
+        """Whether the provider certainly did not accept the message, so nothing can arrive.
+
+        Only then is the send's money refunded and its number's windows given back. Certain:
+        the request never left (``retryable``), the platform answered with a refusal code
+        (``provider_code``), or it refused the request as a whole (a 4xx,
+        :class:`ProviderRejected`).
+        Everything else — a timeout or reset after the request was written, a 5xx, a 429 from
+        whatever fronts the platform, an unreadable answer — may follow a message the platform
+        accepted and delivered, so it stays charged (docs/reliability.md, "Unknown outcomes").
+        """
+        if self.retryable or self.extras.get("provider_code") is not None:
+            return True
+        return isinstance(self, ProviderRejected)
+
 
 class ProviderRejected(ProviderError):
     """Permanent: configuration, template or number problem. Retrying will not help."""

@@ -33,6 +33,7 @@ from otp_service.core.keys import Keys, every_tag, phone_tag, range_tag
 from otp_service.core.phone import Phone, mask_phone, parse_phone
 from otp_service.core.policy import AddressLimits, SendLimits, parse_windows, tightest_window
 from otp_service.core.purpose import validate_purpose
+from otp_service.core.refusal_memo import RefusalMemo
 from otp_service.core.tokens import TokenSigner, VerifiedClaim
 from otp_service.errors import (
     CodeExpired,
@@ -95,6 +96,17 @@ def _replay(record: dict[str, Any]) -> SendReceipt:
         return SendReceipt(**record)
     by_code = {cls.code: cls for cls in all_error_classes()}
     raise by_code.get(record["error"], ProviderError)(record["detail"], **record["extras"])
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """What one admitted send took, so a send that never left can give it back."""
+
+    #: The caller's own window closest to refusing (see :class:`SendReceipt`).
+    rate_limit: WindowUsage | None
+    #: The admission's token and the number's windows it counted (never the address's).
+    token: str
+    number_rules: tuple[LimitRule, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +186,7 @@ class OtpService:
         # Codes are checked against every key (current first), so a rotation keeps codes in flight.
         self._code_keys = [derive_key(k, "code") for k in reversed(self.settings.signing_keys)]
         self._signer = TokenSigner(self.settings.signing_keys)
+        self._refusals = RefusalMemo(self.settings.refusal_memo_seconds)
         self._send_limits = SendLimits(
             resend_interval=self.settings.resend_interval,
             number=self.settings.limits_number,
@@ -363,6 +376,8 @@ class OtpService:
         now = self.clock.now()
         tag = phone_tag(self._tag_key, phone.e164)
         waived = self.bot_gate.pass_send(event, phone, client_ip, proof, now)
+        rules = self._send_rules(phone, tag, purpose, client_ip, captcha_waived=waived)
+        self._refuse_remembered(event, rules, now)
         # The content check is pure and cheaper than a store round trip, so it runs before the
         # limits: a blocked template spends no one's quota. The admission stores the code.
         test_code = self._test_codes.get(phone.e164)
@@ -379,9 +394,7 @@ class OtpService:
         # spends its quota: a refusal for money must leave both as they were.
         reservation = None if test_code is not None else self.budget.reserve(phone.region, now)
         try:
-            rate_limit = self._admit(
-                event, phone, tag, purpose, client_ip, now, record, captcha_waived=waived
-            )
+            admitted = self._admit(event, phone, client_ip, now, record, rules)
         except BaseException:
             self.budget.refund(reservation, now)
             raise
@@ -390,8 +403,16 @@ class OtpService:
             started = time.perf_counter()
             try:
                 result = self.gateway.send(message)
+            except ProviderError as exc:
+                if exc.certainly_not_sent:
+                    self.budget.refund(reservation, now)
+                    self._give_back(admitted, record, now)
+                else:
+                    self._charge_unknown_outcome(event, phone, client_ip, now)
+                raise
             except BaseException:
-                self.budget.refund(reservation, now)
+                # A gateway's own bug: whether it sent is unknowable, so nothing is given back.
+                self._charge_unknown_outcome(event, phone, client_ip, now)
                 raise
             finally:
                 # Audited (and so measured) whether the provider answered or failed.
@@ -408,8 +429,34 @@ class OtpService:
             purpose=purpose,
             expires_in=self.settings.code_ttl,
             resend_after=self.settings.resend_interval,
-            rate_limit=rate_limit,
+            rate_limit=admitted.rate_limit,
         )
+
+    def _give_back(self, admitted: _Admitted, code: CodeRecord, now: float) -> None:
+        """Return the number's windows and drop the code of a send that never left.
+
+        Without it a provider outage spent each number's quota for an hour on messages nobody
+        received, and a retry with the same Idempotency-Key met 429 ``limit: number``. The
+        address's windows stay counted: attempts from it were made. Best effort: if the store
+        fails too, the hits expire with their windows.
+        """
+        try:
+            self.store.give_back(
+                limits=admitted.number_rules, token=admitted.token, admitted_at=now, code=code
+            )
+        except StoreUnavailable:
+            log.warning("a send that never left keeps its number's windows: the store failed")
+            return
+        self._refusals.forget(rule.key for rule in admitted.number_rules)
+
+    def _charge_unknown_outcome(
+        self, event: Event, phone: Phone, client_ip: str | None, now: float
+    ) -> None:
+        """A send the provider may have accepted counts as sent: its money stays reserved, its
+        windows counted, and the pumping detector sees it (docs/reliability.md)."""
+        event.details["provider_outcome"] = "unknown"
+        if "pumping_allow_listed" not in event.details:
+            self._count_pumping(event, phone, client_ip, now)
 
     def _range(self, phone: Phone) -> str:
         """The number's range as store keys name it: a keyed hash, never the digits."""
@@ -447,23 +494,20 @@ class OtpService:
             allowed_regions=self.settings.allowed_regions,
         )
 
-    def _admit(
+    def _send_rules(
         self,
-        event: Event,
         phone: Phone,
         tag: str,
         purpose: str,
         client_ip: str | None,
-        now: float,
-        code: CodeRecord,
         *,
-        captcha_waived: bool = False,
-    ) -> WindowUsage | None:
-        """Check every send limit and count the send, in one store step; refuse, or return the
-        caller's tightest window. A shadow rule that would have refused is recorded only.
+        captcha_waived: bool,
+    ) -> list[LimitRule]:
+        """Every window one send must pass.
 
         :param captcha_waived: the adaptive gate let the send in without a captcha; its send
-            signals then refuse here (``captcha_required``) if they filled up since it looked.
+            signals then refuse in admission (``captcha_required``) if they filled up since it
+            looked.
         """
         rules = self._send_limits.rules(
             self.keys,
@@ -472,16 +516,44 @@ class OtpService:
             prefix=self._range(phone),
             client_ip=client_ip,
         )
-        rules += self.bot_gate.risk.send_rules(client_ip, enforce=captcha_waived)
+        return rules + self.bot_gate.risk.send_rules(client_ip, enforce=captcha_waived)
+
+    def _refuse_remembered(self, event: Event, rules: list[LimitRule], now: float) -> None:
+        """Refuse at once if one of ``rules`` refused moments ago in this process and is still
+        full (:mod:`otp_service.core.refusal_memo`): a flood on one number or from one address
+        then costs no content check, budget reservation or round trip. Audited as any refusal.
+        """
+        remembered = self._refusals.refusing((rule.key for rule in rules), now)
+        if remembered is None:
+            return
+        event.details["refusal_memo"] = True
+        raise RateLimited(
+            f"Too many requests ({remembered.name}); retry later.",
+            limit=remembered.name,
+            retry_after=retry_after_seconds(remembered.retry_after),
+        )
+
+    def _admit(
+        self,
+        event: Event,
+        phone: Phone,
+        client_ip: str | None,
+        now: float,
+        code: CodeRecord,
+        rules: list[LimitRule],
+    ) -> _Admitted:
+        """Check every send limit and count the send, in one store step; refuse, or return what
+        it took with the caller's tightest window. A shadow rule that would have refused is
+        recorded only.
+        """
         scopes = self.pumping.scopes_for(phone, client_ip)
         optouts = [
             Denial("number_opted_out", self.keys.optout(t))
             for t in every_tag(self._tag_keys, phone.e164)
         ]
         denials = [*optouts, *self.pumping.denials(scopes)]
-        admission = self.store.admit(
-            denials=denials, limits=rules, now=now, token=uuid.uuid4().hex, code=code
-        )
+        token = uuid.uuid4().hex
+        admission = self.store.admit(denials=denials, limits=rules, now=now, token=token, code=code)
         blocked_by = admission.refused_by
         if blocked_by is not None and blocked_by.startswith("pumping_"):
             if not self.pumping.allow_listed(phone.e164, client_ip, now):
@@ -492,8 +564,9 @@ class OtpService:
                 )
             # An operator exempted this number or subnet: admit it past the scope's block.
             event.details["pumping_allow_listed"] = blocked_by
+            token = uuid.uuid4().hex
             admission = self.store.admit(
-                denials=optouts, limits=rules, now=now, token=uuid.uuid4().hex, code=code
+                denials=optouts, limits=rules, now=now, token=token, code=code
             )
         event.details["shadowed"] = (
             list(self.bot_gate.risk.without_signals(admission.shadowed)) or None
@@ -507,12 +580,17 @@ class OtpService:
             event.details["captcha_signals"] = [signal]
             raise self.bot_gate.closed_by(signal)
         if not admission.allowed:
+            if admission.refused_key is not None and admission.refused_by is not None:
+                self._refusals.remember(
+                    admission.refused_key, admission.refused_by, admission.retry_after, now
+                )
             raise RateLimited(
                 f"Too many requests ({admission.refused_by}); retry later.",
                 limit=admission.refused_by,
                 retry_after=retry_after_seconds(admission.retry_after),
             )
-        return tightest_window(admission.usage)
+        number_rules = tuple(rule for rule in rules if rule.name == "number")
+        return _Admitted(tightest_window(admission.usage), token, number_rules)
 
     def _carry_optout(self, phone: Phone, now: float) -> None:
         """Keep an opt-out found under a fallback key once that key is gone (best effort: the
@@ -911,6 +989,7 @@ class OtpService:
         event = Event("limits_reset", purpose=target.purpose, client_ip=target.ip)
         event.phone = target.e164
         cleared = self.store.delete(*dict.fromkeys(rule.key for rule in target.rules))
+        self._refusals.forget(rule.key for rule in target.rules)
         event.details["cleared"] = cleared
         self.audit.accepted(event)
         return cleared

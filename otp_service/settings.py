@@ -634,6 +634,14 @@ class Settings:
             _check_limits,
         ),
     )
+    refusal_memo_seconds: float = field(
+        default=1.0,
+        metadata=_env(
+            _float,
+            "seconds a worker refuses a just-full send window from memory (0: off)",
+            _check_range(0, 10),
+        ),
+    )
     limits_ip: str = field(
         default="10/minute;100/hour", metadata=_env(_text, "per client IP", _check_limits)
     )

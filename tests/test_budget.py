@@ -21,13 +21,17 @@ ServiceFactory = Callable[..., OtpService]
 
 
 class FlakyGateway(ConsoleGateway):
-    """Fails while ``failing`` is set."""
+    """Fails while ``failing`` is set: a connection never opened, or (``unknown``) a timeout
+    after the request was written."""
 
     failing = False
+    unknown = False
 
     def send(self, message: SmsMessage) -> SendResult:
         if self.failing:
-            raise ProviderUnavailable("down")
+            error = ProviderUnavailable("down", reason="timeout" if self.unknown else "refused")
+            error.retryable = not self.unknown
+            raise error
         return super().send(message)
 
 
@@ -100,7 +104,7 @@ def test_day_rolls_over_but_the_month_keeps_counting(
     service.send_code("+12015550123")  # the rest of the world costs 0.01 and still fits
 
 
-def test_failed_send_gives_its_reservation_back(
+def test_a_send_that_never_left_gives_its_reservation_back(
     make_service: ServiceFactory, gateway: FlakyGateway
 ) -> None:
     service = make_service(budget_daily=0.05)
@@ -110,6 +114,20 @@ def test_failed_send_gives_its_reservation_back(
     gateway.failing = False
     service.send_code(cn(1))
     assert len(gateway.sent) == 1
+
+
+def test_a_send_whose_outcome_is_unknown_stays_charged(
+    make_service: ServiceFactory, gateway: FlakyGateway
+) -> None:
+    """The provider may have delivered it: refunding let 13 messages out under a ceiling of 3."""
+    service = make_service(budget_daily=0.05)
+    gateway.failing = gateway.unknown = True
+    with pytest.raises(ProviderUnavailable):
+        service.send_code(cn(0))
+    gateway.failing = False
+    with pytest.raises(BudgetExhausted):
+        service.send_code(cn(1))
+    assert gateway.sent == []
 
 
 def test_a_budget_refusal_keeps_the_live_code_and_spends_no_quota(

@@ -25,6 +25,9 @@ def env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "OTP_REDIS_URL": redis_url,
         "OTP_CAPTCHA_MODE": "off",
         "OTP_LIMITS_IP": "2/minute;100/hour",
+        # A worker's refusal memo would hold a reset made by another process for up to its
+        # hold (1 s); tests/test_refusal_memo.py covers that with a clock. Here: the store alone.
+        "OTP_REFUSAL_MEMO_SECONDS": "0",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)

@@ -17,7 +17,7 @@ from typing import Literal
 import requests
 
 from otp_service.core.phone import mask_phone
-from otp_service.errors import ProviderError, ProviderUnavailable
+from otp_service.errors import ProviderError
 from otp_service.sms.huawei import (
     ACCEPTED,
     RETRY_PAUSE_SECONDS,
@@ -150,12 +150,7 @@ def _post_json(gateway: HuaweiSmsGateway, body: bytes, count: int) -> requests.R
 def _all(batch: DiffBatch, error: ProviderError) -> list[NumberResult]:
     """Every number gets the request's fate: refused only when nothing can have been sent."""
     provider_code = error.extras.get("provider_code")
-    # A code means the platform answered and refused; without one, only a connection that was
-    # never written (``retryable``) proves nothing was sent.
-    maybe_sent = (
-        isinstance(error, ProviderUnavailable) and provider_code is None and not error.retryable
-    )
-    outcome: Outcome = "unknown" if maybe_sent else "refused"
+    outcome: Outcome = "refused" if error.certainly_not_sent else "unknown"
     code = provider_code or error.extras.get("reason") or error.extras.get("http_status")
     code = None if code is None else str(code)
     return [NumberResult(n, outcome, code) for n in batch.numbers]

@@ -96,6 +96,9 @@ class Admission:
     retry_after: float = 0.0
     shadowed: tuple[str, ...] = ()
     usage: tuple[WindowUsage, ...] = ()
+    #: The storage key of the limit that refused (``None`` for a denial): several windows
+    #: share a name, and the refusal memo must remember the one that was full.
+    refused_key: str | None = None
 
 
 class CodeStatus(Enum):
@@ -141,6 +144,23 @@ class Store(Protocol):
 
     def window_usage(self, limits: Sequence[LimitRule], *, now: float) -> list[WindowUsage]:
         """Read how full each limit's window is, counting nothing (operators' tools)."""
+        ...
+
+    def give_back(
+        self,
+        *,
+        limits: Sequence[LimitRule],
+        token: str,
+        admitted_at: float,
+        code: CodeRecord | None = None,
+    ) -> None:
+        """Undo one admission on ``limits``, in one step: its hit (``token``, counted at
+        ``admitted_at``) leaves each window, and ``code`` is deleted if it is still the one
+        stored under its key (a later send's code stays).
+
+        For a send that certainly never reached the provider. On a cluster every key must be in
+        one hash slot, as one number's keys are.
+        """
         ...
 
     def put_code(self, key: str, digest: bytes, *, ttl: int, max_attempts: int, now: float) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import threading
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -69,14 +69,41 @@ class MemoryStore:
             for denial in denials:
                 if self._live_value(denial.key, now) is not None:
                     return Admission(False, refused_by=denial.name)
-            refused, retry_after, shadowed = self._check_limits(limits, now)
-            if refused is not None:
-                return Admission(False, refused_by=refused, retry_after=retry_after)
+            refusing, retry_after, shadowed = self._check_limits(limits, now)
+            if refusing is not None:
+                return Admission(
+                    False,
+                    refused_by=refusing.name,
+                    retry_after=retry_after,
+                    refused_key=refusing.key,
+                )
             self._hit_limits(limits, now)
             if code is not None:
                 self._codes[code.key] = _Code(code.digest, 0, code.max_attempts, now + code.ttl)
             usage = tuple(self._usage(rule, now) for rule in limits)
             return Admission(True, shadowed=shadowed, usage=usage)
+
+    def give_back(
+        self,
+        *,
+        limits: Sequence[LimitRule],
+        token: str,
+        admitted_at: float,
+        code: CodeRecord | None = None,
+    ) -> None:
+        # Hits are timestamps here, and every hit at one instant counts alike: taking out one
+        # at ``admitted_at`` undoes this admission's (gone already if its window passed).
+        with self._lock:
+            for rule in limits:
+                window = self._windows.get(rule.key)
+                if window is None:
+                    continue
+                index = bisect_left(window.hits, admitted_at)
+                if index < len(window.hits) and window.hits[index] == admitted_at:
+                    del window.hits[index]
+            stored = self._codes.get(code.key) if code is not None else None
+            if code is not None and stored is not None and stored.digest == code.digest:
+                del self._codes[code.key]
 
     def window_usage(self, limits: Sequence[LimitRule], *, now: float) -> list[WindowUsage]:
         with self._lock:
@@ -99,9 +126,11 @@ class MemoryStore:
     ) -> CodeCheck:
         with self._lock:
             self._tick(now)
-            refused, retry_after, shadowed = self._check_limits(limits, now)
-            if refused is not None:
-                return CodeCheck(CodeStatus.LIMITED, refused_by=refused, retry_after=retry_after)
+            refusing, retry_after, shadowed = self._check_limits(limits, now)
+            if refusing is not None:
+                return CodeCheck(
+                    CodeStatus.LIMITED, refused_by=refusing.name, retry_after=retry_after
+                )
             self._hit_limits(limits, now)
             record = self._codes.get(key)
             if record is None or record.expires_at <= now:
@@ -186,8 +215,8 @@ class MemoryStore:
 
     def _check_limits(
         self, limits: Sequence[LimitRule], now: float
-    ) -> tuple[str | None, float, tuple[str, ...]]:
-        refused: str | None = None
+    ) -> tuple[LimitRule | None, float, tuple[str, ...]]:
+        refused: LimitRule | None = None
         retry_after = 0.0
         shadowed: list[str] = []
         for rule in limits:
@@ -202,7 +231,7 @@ class MemoryStore:
             if rule.shadow:
                 shadowed.append(rule.name)
             elif wait > retry_after or refused is None:
-                refused, retry_after = rule.name, wait
+                refused, retry_after = rule, wait
         return refused, retry_after, tuple(shadowed)
 
     def _usage(self, rule: LimitRule, now: float) -> WindowUsage:

@@ -120,6 +120,7 @@ class RedisStore:
         self._verify = client.register_script(_script_source("verify_code"))
         self._put_new = client.register_script(_script_source("put_new"))
         self._tally = client.register_script(_script_source("tally"))
+        self._give_back = client.register_script(_script_source("give_back"))
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -220,6 +221,22 @@ class RedisStore:
     def close(self) -> None:
         self.client.close()
 
+    def give_back(
+        self,
+        *,
+        limits: Sequence[LimitRule],
+        token: str,
+        admitted_at: float,
+        code: CodeRecord | None = None,
+    ) -> None:
+        keys = [rule.key for rule in limits]
+        args: list[Any] = [token, int(code is not None), b""]
+        if code is not None:
+            keys.append(code.key)
+            args[2] = code.digest
+        if keys:
+            self._eval("give_back", self._give_back, keys, args)
+
     def admit(
         self,
         *,
@@ -244,7 +261,12 @@ class RedisStore:
         reply = self._eval("admit", self._admit, keys, args)
         refused = int(reply[0])
         if refused:
-            return Admission(False, refused_by=names[refused - 1], retry_after=int(reply[1]) / 1000)
+            return Admission(
+                False,
+                refused_by=names[refused - 1],
+                retry_after=int(reply[1]) / 1000,
+                refused_key=keys[refused - 1] if refused > len(denials) else None,
+            )
         figures_at = 2 + int(reply[1])
         figures = [int(value) for value in reply[figures_at:]]
         usage = tuple(
@@ -575,11 +597,15 @@ class ClusterRedisStore(RedisStore):
         enforced = [rule for rule in later if not rule.shadow]
         if not enforced:
             return refusal
-        waits = [(u.retry_after, u.rule.name) for u in self.window_usage(enforced, now=now)]
-        wait, name = max(waits, key=lambda pair: pair[0])
-        if wait <= refusal.retry_after:
+        longest = max(self.window_usage(enforced, now=now), key=lambda usage: usage.retry_after)
+        if longest.retry_after <= refusal.retry_after:
             return refusal
-        return Admission(False, refused_by=name, retry_after=wait)
+        return Admission(
+            False,
+            refused_by=longest.rule.name,
+            retry_after=longest.retry_after,
+            refused_key=longest.rule.key,
+        )
 
     def _take_back(self, rules: Sequence[LimitRule], token: str) -> None:
         """Remove this request's hits; if that fails they expire with their windows."""

@@ -260,3 +260,51 @@ def test_approval_adds_to_counters_in_the_same_step(store: Store) -> None:
         CodeStatus.APPROVED
     )
     assert store.tally({}, ["ok:a", "ok:b"], ttl=600, now=NOW) == [1, 2]
+
+
+def test_give_back_frees_exactly_the_admissions_hits(store: Store) -> None:
+    """A send that never left returns its number's windows (issue 20.6), nobody else's hits."""
+    rule = LimitRule("number", "{n}:lim", amount=2, window=60)
+    first, second = token(), token()
+    assert store.admit(denials=(), limits=[rule], now=NOW, token=first).allowed
+    assert store.admit(denials=(), limits=[rule], now=NOW + 1, token=second).allowed
+    assert not store.admit(denials=(), limits=[rule], now=NOW + 2, token=token()).allowed
+    store.give_back(limits=[rule], token=first, admitted_at=NOW)
+    assert store.admit(denials=(), limits=[rule], now=NOW + 2, token=token()).allowed
+    assert not store.admit(denials=(), limits=[rule], now=NOW + 3, token=token()).allowed
+
+
+def test_give_back_after_the_window_passed_changes_nothing(store: Store) -> None:
+    rule = LimitRule("number", "{n}:lim", amount=1, window=10)
+    old = token()
+    store.admit(denials=(), limits=[rule], now=NOW, token=old)
+    assert store.admit(denials=(), limits=[rule], now=NOW + 11, token=token()).allowed
+    store.give_back(limits=[rule], token=old, admitted_at=NOW)
+    assert not store.admit(denials=(), limits=[rule], now=NOW + 12, token=token()).allowed
+
+
+def test_give_back_drops_the_code_only_while_it_is_the_admitted_one(store: Store) -> None:
+    first = CodeRecord("{n}:code", b"first", ttl=300, max_attempts=5)
+    admitted = token()
+    store.admit(denials=(), limits=(), now=NOW, token=admitted, code=first)
+    store.give_back(limits=(), token=admitted, admitted_at=NOW, code=first)
+    assert store.verify_code("{n}:code", [b"first"], now=NOW).status is CodeStatus.EXPIRED
+
+    store.admit(denials=(), limits=(), now=NOW, token=admitted, code=first)
+    later = CodeRecord("{n}:code", b"later", ttl=300, max_attempts=5)
+    store.admit(denials=(), limits=(), now=NOW + 1, token=token(), code=later)
+    store.give_back(limits=(), token=admitted, admitted_at=NOW, code=first)
+    assert store.verify_code("{n}:code", [b"later"], now=NOW + 2).status is CodeStatus.APPROVED
+
+
+def test_a_refusal_names_the_key_of_the_full_window(store: Store) -> None:
+    cooldown = LimitRule("number", "{n}:cooldown", amount=1, window=60)
+    hourly = LimitRule("number", "{n}:hourly", amount=5, window=3600)
+    store.admit(denials=(), limits=[hourly, cooldown], now=NOW, token=token())
+    refused = store.admit(denials=(), limits=[hourly, cooldown], now=NOW, token=token())
+    assert (refused.refused_by, refused.refused_key) == ("number", "{n}:cooldown")
+    store.put("{n}:deny", b"1", ttl=100, now=NOW)
+    denied = store.admit(
+        denials=[Denial("number_opted_out", "{n}:deny")], limits=(), now=NOW, token=token()
+    )
+    assert (denied.refused_by, denied.refused_key) == ("number_opted_out", None)
