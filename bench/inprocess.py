@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,17 +110,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__)
     parser.add_argument("--requests", type=int, default=3000, help="per row (default 3000)")
     parser.add_argument("--profile", default="", help="row name prefix to profile, e.g. send")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="also write the table to this markdown file, e.g. bench/results/inprocess-refusals.md",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="otp-inprocess-") as workdir:
         port = free_port()
         redis_args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
         with started([*redis_args, "--dir", workdir], dict(os.environ), port, Path(workdir) / "r"):
-            run(args.requests, args.profile, port)
+            table = run(args.requests, args.profile, port)
+    print(table)
+    if args.out:
+        stamp = datetime.now(UTC).date().isoformat()
+        title = f"# bench.inprocess, {stamp}, {args.requests:,} requests per row, best of 5 batches"
+        args.out.write_text(f"{title}, CPU time\n\n{table}\n")
     return 0
 
 
-def run(n: int, profile: str, port: int) -> None:
-    """Measure every row on the Redis at ``port`` and print the table."""
+def run(n: int, profile: str, port: int) -> str:
+    """Measure every row on the Redis at ``port``; the markdown table."""
     handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 - lives for the run
     handler.setFormatter(JsonLineFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
@@ -197,9 +208,10 @@ def run(n: int, profile: str, port: int) -> None:
     figures.update(stubbed)
     hello_cpu = figures["hello-world"]
     accepted = figures["send: HTTP"]
-    print("| row | CPU µs/request | × hello-world | × accepted send |\n|---|---|---|---|")
+    lines = ["| row | CPU µs/request | × hello-world | × accepted send |", "|---|---|---|---|"]
     for name, value in figures.items():
-        print(f"| {name} | {value:.0f} | {value / hello_cpu:.2f} | {value / accepted:.2f} |")
+        lines.append(f"| {name} | {value:.0f} | {value / hello_cpu:.2f} | {value / accepted:.2f} |")
+    return "\n".join(lines)
 
 
 def _http(app: Any, path: str, body: str, client_ip: str) -> Callable[[], object]:

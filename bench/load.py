@@ -2,18 +2,24 @@
 
 Everything runs on loopback: a private ``redis-server`` on a free port, the service under gunicorn
 (the shipped ``otp_service.gunicorn_conf``, 2 workers; ``sync`` and ``gthread`` variants), a second
-service with the captcha on (for ``POST /captcha``), and :mod:`bench.hello` under the very same
-gunicorn configuration as the ceiling. ``wrk`` drives each target at 16 connections; within each
-repetition the targets run one after the other (interleaved), so a noisy moment hits one
-repetition of every target rather than every repetition of one, and each ratio compares a target
-with the hello-world run of the same repetition and variant.
+service with the captcha on (for ``POST /captcha`` and the missing-captcha refusal), a third with
+a tight per-address limit (for the limit refusals), and :mod:`bench.hello` under the very same
+gunicorn configuration as the ceiling. ``wrk`` drives each target at 16 connections, and the
+hot routes again at 64; within each repetition the targets run one after the other
+(interleaved), so a noisy moment hits one repetition of every target rather than every
+repetition of one, and each ratio compares a target with the hello-world run of the same
+repetition, variant and connection count.
+
+The ``refused: …`` rows are what an abuse flood mostly is (issue 18): a malformed body, an
+invalid number, a send without the captcha, a number in its resend interval and an address
+over its limit. Their "CPU × send" column is their CPU per request over an accepted send's.
 
 Per run it records req/s, p50 and p99 (from wrk), the Redis commands per request (``INFO
 commandstats`` deltas, reset before each run) and the workers' CPU µs per request (``utime +
-stime`` deltas from ``/proc/<pid>/stat``). Separately, with the service in-process, it counts
-the Redis round trips per ``send_code`` and ``verify`` at the client: every write of a command
-(or a whole pipeline) to the socket is one round trip. Results: ``bench/results/load.jsonl``
-(one line per run) and ``bench/results/load-summary.md``.
+stime`` deltas from ``/proc/<pid>/stat``). Separately, with the same app in-process (Flask's
+test client), it counts the Redis round trips per HTTP request of each target at the client:
+every write of a command (or a whole pipeline) to the socket is one round trip. Results:
+``bench/results/load.jsonl`` (one line per run) and ``bench/results/load-summary.md``.
 """
 
 from __future__ import annotations
@@ -46,7 +52,6 @@ from redis.connection import Connection
 from otp_service.core.codes import code_digest
 from otp_service.core.keys import phone_tag
 from otp_service.core.purpose import validate_purpose
-from otp_service.errors import CodeInvalid
 from otp_service.service import OtpService
 from otp_service.settings import Settings
 
@@ -54,7 +59,6 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
 WRK_SCRIPT = BENCH_DIR / "wrk" / "otp.lua"
 RIGHT_CODE = "246810"
-CONNECTIONS = 16
 WRK_THREADS = 2
 #: Verify targets use pre-seeded numbers (+86139 and 8 digits); each block is used by one run.
 SEED_BLOCK = 1_000_000
@@ -69,17 +73,55 @@ HIGH_LIMITS = {
     "OTP_LIMITS_VERIFY_IP": "100000/minute",
     "OTP_LIMITS_VERIFY_SUBNET": "100000/minute",
     "OTP_LIMITS_VERIFY_IPV6_SITE": "100000/minute",
+    "OTP_LIMITS_CAPTCHA_IP": "100000/minute;1000000/hour",
+    "OTP_LIMITS_CAPTCHA_SUBNET": "100000/minute;1000000/hour",
+    "OTP_LIMITS_CAPTCHA_IPV6_SITE": "100000/minute;1000000/hour",
     "OTP_PUMPING_FLOOR": "1000000",
     "OTP_PUMPING_COUNTRY_FLOOR": "1000000",
 }
-#: (name, route label, server) in the order each repetition runs them.
+#: The 4th server's limits: HIGH_LIMITS but an address may send 10 an hour, so the
+#: ``refused_ip`` run (one fixed address) is refused from its 11th request on.
+LIMITED_IP = {"OTP_LIMITS_IP": "10/hour;100/day"}
+#: (name, route label, server, connections) in the order each repetition runs them. The
+#: ``refused_*`` rows are the abuse mix of issue 18: each is refused by the check its name says.
 TARGETS = (
-    ("hello", "hello-world", "hello"),
-    ("send", "/send-code (new numbers)", "service"),
-    ("verify_wrong", "/verify (wrong code: 400 expected)", "service"),
-    ("verify_right", "/verify (right code)", "service"),
-    ("token", "/tokens/check", "service"),
-    ("captcha", "/captcha (captcha on)", "captcha"),
+    ("hello", "hello-world", "hello", 16),
+    ("send", "/send-code (new numbers)", "service", 16),
+    ("verify_wrong", "/verify (wrong code: 400 expected)", "service", 16),
+    ("verify_right", "/verify (right code)", "service", 16),
+    ("token", "/tokens/check", "service", 16),
+    ("captcha", "/captcha (captcha on)", "captcha", 16),
+    ("refused_malformed", "refused: malformed body", "service", 16),
+    ("refused_invalid", "refused: invalid number", "service", 16),
+    ("refused_captcha", "refused: missing captcha", "captcha", 16),
+    ("refused_number", "refused: rate-limited number", "limited", 16),
+    ("refused_ip", "refused: rate-limited IP", "limited", 16),
+    ("hello", "hello-world", "hello", 64),
+    ("send", "/send-code (new numbers)", "service", 64),
+    ("verify_wrong", "/verify (wrong code: 400 expected)", "service", 64),
+    ("verify_right", "/verify (right code)", "service", 64),
+)
+#: Uncounted requests before each round-trip count: more than ``LIMITED_IP`` lets through.
+PRIMED = 12
+#: (load target, server) whose HTTP requests the round-trip count repeats in-process.
+ROUND_TRIP_TARGETS = (
+    ("send", "service"),
+    ("verify_wrong", "service"),
+    ("verify_right", "service"),
+    ("captcha", "captcha"),
+    ("refused_malformed", "service"),
+    ("refused_invalid", "service"),
+    ("refused_captcha", "captcha"),
+    ("refused_number", "limited"),
+    ("refused_ip", "limited"),
+)
+JSON = {"Content-Type": "application/json"}
+#: (target, server) run once for a second before the measured repetitions.
+WARM_UP = (
+    ("hello", "hello"),
+    ("send", "service"),
+    ("captcha", "captcha"),
+    ("refused_number", "limited"),
 )
 VARIANTS = {"sync": "--worker-class sync", "gthread": "--worker-class gthread --threads 4"}
 
@@ -217,6 +259,30 @@ def seed_codes(stack: Stack, service: OtpService, start: int, count: int) -> Non
         list(pool.map(put, range(start, start + count)))
 
 
+def in_process_request(target: str, n: int) -> tuple[str, str, str]:
+    """Path, body and client address of the ``n``-th in-process request of ``target``.
+
+    The same shapes ``bench/wrk/otp.lua`` sends, on numbers and addresses of their own.
+    """
+    address = f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 254 + 1}"
+    bodies = {
+        "send": ("/send-code", f'{{"phone": "+86138{n:08d}"}}', address),
+        "verify_wrong": ("/verify", f'{{"phone": "+86139{n:08d}", "code": "000000"}}', address),
+        "verify_right": (
+            "/verify",
+            f'{{"phone": "+86139{n:08d}", "code": "{RIGHT_CODE}"}}',
+            address,
+        ),
+        "captcha": ("/captcha", "{}", address),
+        "refused_malformed": ("/send-code", '{"phone": "+86138', address),
+        "refused_invalid": ("/send-code", '{"phone": "+86123"}', address),
+        "refused_captcha": ("/send-code", f'{{"phone": "+86138{n:08d}"}}', address),
+        "refused_number": ("/send-code", '{"phone": "+8613700000002"}', address),
+        "refused_ip": ("/send-code", f'{{"phone": "+86136{n:08d}"}}', "10.201.0.1"),
+    }
+    return bodies[target]
+
+
 def post_json(url: str, body: dict[str, str]) -> dict[str, Any]:
     """POST JSON and return the JSON answer (the bench's own setup calls)."""
     request = urllib.request.Request(  # noqa: S310 - loopback URL we built
@@ -227,13 +293,15 @@ def post_json(url: str, body: dict[str, str]) -> dict[str, Any]:
         return answer
 
 
-def run_wrk(url: str, duration: float, env: dict[str, str]) -> dict[str, Any]:
+def run_wrk(
+    url: str, duration: float, env: dict[str, str], connections: int = 16
+) -> dict[str, Any]:
     """One wrk run; its ``done()`` prints the figures as a JSON line."""
     completed = subprocess.run(  # noqa: S603
         [
             "wrk",
             f"-t{WRK_THREADS}",
-            f"-c{CONNECTIONS}",
+            f"-c{connections}",
             f"-d{max(1, round(duration))}s",
             "-s",
             str(WRK_SCRIPT),
@@ -307,6 +375,7 @@ class Bench:
                 ("hello", "bench.hello:app", {}),
                 ("service", "otp_service.app:create_app()", {}),
                 ("captcha", "otp_service.app:create_app()", {"OTP_CAPTCHA_MODE": "always"}),
+                ("limited", "otp_service.app:create_app()", LIMITED_IP),
             ):
                 port = free_port()
                 metrics_dir = self.workdir / f"metrics-{variant}-{name}"
@@ -321,14 +390,14 @@ class Bench:
                     started(gunicorn_args(app), env, port, log)
                 )
                 stack.servers[name] = Server(port, process)
-            self.round_trips(variant, stack, service)
+            self.round_trips(variant, base)
             wrong_base = self.seed(stack, service)
             token_answer = self.verified_token(stack, service)
-            for target in ("hello", "send"):  # warm-up: imports, pools, JIT-free but cache-warm
-                server = stack.servers["hello" if target == "hello" else "service"]
-                run_wrk(server.url, 1, {"BENCH_TARGET": target})
+            # Warm-up of every server: imports, pools, script cache, the workers' first requests.
+            for target, server_name in WARM_UP:
+                run_wrk(stack.servers[server_name].url, 1, {"BENCH_TARGET": target})
             for rep in range(1, self.reps + 1):
-                for name, label, server_name in TARGETS:
+                for name, label, server_name, connections in TARGETS:
                     env = {"BENCH_TARGET": name, "BENCH_TOKEN": token_answer}
                     if name == "verify_wrong":
                         env.update(BENCH_BASE=str(wrong_base), BENCH_COUNT=str(SEED_BLOCK))
@@ -338,7 +407,9 @@ class Bench:
                             BENCH_COUNT=str(SEED_BLOCK),
                         )
                     self.records.append(
-                        self.measure(stack, variant, rep, name, label, server_name, env)
+                        self.measure(
+                            stack, variant, rep, name, label, server_name, env, connections
+                        )
                     )
                     print(self.describe(self.records[-1]), file=sys.stderr, flush=True)
 
@@ -359,8 +430,16 @@ class Bench:
         )
         return str(answer["token"])
 
-    def round_trips(self, variant: str, stack: Stack, service: OtpService) -> None:
-        """Round trips and commands per in-process send and verify, counted at the client."""
+    def round_trips(self, variant: str, base: dict[str, str]) -> None:
+        """Round trips and commands per HTTP request of each load target, counted at the client.
+
+        The request goes through the real WSGI app in-process (Flask's test client) with the
+        settings of the server the load run uses, so the count is the whole request's: admission,
+        code, audit. Each target first gets ``PRIMED`` uncounted requests (the cooldown's first
+        send, the limited address's first ten), then ``calls`` counted ones.
+        """
+        from otp_service.app import create_app
+
         counts = {"writes": 0}
         original: Callable[..., None] = Connection.send_packed_command
 
@@ -368,27 +447,32 @@ class Bench:
             counts["writes"] += 1
             original(self, command, check_health)
 
+        settings = Settings.from_env(base)
+        apps = {
+            "service": create_app(settings),
+            "captcha": create_app(Settings.from_env({**base, "OTP_CAPTCHA_MODE": "always"})),
+            "limited": create_app(Settings.from_env({**base, **LIMITED_IP})),
+        }
+        service: OtpService = apps["service"].extensions["otp_service"]
         calls = 40
-        operations = ("send_code", "verify (wrong code)", "verify (right code)")
-        for index, operation in enumerate(operations):
-            start = 9_000_000 + index * calls
-            numbers = [f"+86139{start + i:08d}" for i in range(calls)]
-            code = RIGHT_CODE if operation == "verify (right code)" else "000000"
-            if operation != "send_code":
-                seed_codes(stack, service, start, calls)
-            before = command_calls(service.store.client)  # type: ignore[attr-defined]
-            Connection.send_packed_command = counting  # type: ignore[method-assign,assignment]
-            counts["writes"] = 0
-            try:
-                with contextlib.redirect_stdout(io.StringIO()):
-                    for phone in numbers:
-                        if operation == "send_code":
-                            service.send_code(phone, client_ip="10.9.9.9")
-                        else:
-                            with contextlib.suppress(CodeInvalid):
-                                service.verify(phone, code, client_ip="10.9.9.9")
-            finally:
-                Connection.send_packed_command = original  # type: ignore[method-assign]
+        for index, (target, server_name) in enumerate(ROUND_TRIP_TARGETS):
+            start = 9_000_000 + index * (calls + PRIMED)
+            if target.startswith("verify"):
+                stack = Stack(redis_client=service.store.client, settings=settings)  # type: ignore[attr-defined]
+                seed_codes(stack, service, start, calls + PRIMED)
+            client = apps[server_name].test_client()
+            requests = [in_process_request(target, start + i) for i in range(calls + PRIMED)]
+            with contextlib.redirect_stdout(io.StringIO()):
+                for path, body, forwarded in requests[:PRIMED]:
+                    client.post(path, data=body, headers={**JSON, "X-Forwarded-For": forwarded})
+                before = command_calls(service.store.client)  # type: ignore[attr-defined]
+                Connection.send_packed_command = counting  # type: ignore[method-assign,assignment]
+                counts["writes"] = 0
+                try:
+                    for path, body, forwarded in requests[PRIMED:]:
+                        client.post(path, data=body, headers={**JSON, "X-Forwarded-For": forwarded})
+                finally:
+                    Connection.send_packed_command = original  # type: ignore[method-assign]
             after = command_calls(service.store.client)  # type: ignore[attr-defined]
             commands = {
                 name: round((after.get(name, 0) - before.get(name, 0)) / calls, 2)
@@ -399,7 +483,7 @@ class Bench:
                 {
                     "kind": "round_trips",
                     "variant": variant,
-                    "operation": operation,
+                    "target": target,
                     "calls": calls,
                     "round_trips_per_call": counts["writes"] / calls,
                     "commands_per_call": commands,
@@ -415,12 +499,13 @@ class Bench:
         label: str,
         server_name: str,
         env: dict[str, str],
+        connections: int,
     ) -> dict[str, Any]:
         server = stack.servers[server_name]
         pids = worker_pids(server.process.pid)
         stack.redis_client.config_resetstat()
         ticks_before = cpu_ticks(pids)
-        figures = run_wrk(server.url, self.duration, env)
+        figures = run_wrk(server.url, self.duration, env, connections)
         ticks = cpu_ticks(pids) - ticks_before
         commands = command_calls(stack.redis_client)
         commands.pop("config", None)
@@ -432,6 +517,7 @@ class Bench:
             "rep": rep,
             "target": name,
             "label": label,
+            "connections": connections,
             "rps": requests / (figures["duration_us"] / 1_000_000),
             "p50_ms": figures["p50_us"] / 1000,
             "p99_ms": figures["p99_us"] / 1000,
@@ -446,7 +532,8 @@ class Bench:
     @staticmethod
     def describe(record: dict[str, Any]) -> str:
         return (
-            f"{record['variant']:8} rep {record['rep']} {record['label']:26} "
+            f"{record['variant']:8} rep {record['rep']} -c{record['connections']:<3} "
+            f"{record['label']:36} "
             f"{record['rps']:8.0f} req/s  p50 {record['p50_ms']:.2f} ms  "
             f"p99 {record['p99_ms']:.2f} ms  non-2xx {record['non_2xx']}"
         )
@@ -490,40 +577,57 @@ def spread(values: list[float], fmt: str) -> str:
 
 
 def table(records: list[dict[str, Any]]) -> str:
-    """The markdown table: one row per variant and target, ratios against the same repetition."""
+    """The markdown tables: one row per variant, target and connection count.
+
+    Each ratio compares a run with the hello-world run of the same repetition, variant and
+    connection count; "CPU × send" compares a row's CPU per request with the accepted send's at
+    16 connections in the same variant (issue 18: a refusal costs at most half).
+    """
     loads = [r for r in records if r["kind"] == "load"]
-    hello = {(r["variant"], r["rep"]): r["rps"] for r in loads if r["target"] == "hello"}
-    lines = [
-        "| variant | target | req/s median (min–max) | p50 ms | p99 ms | × hello-world "
-        "| CPU µs/req | Redis cmds/req | non-2xx |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    hello = {(r["variant"], r["rep"], r["connections"]): r for r in loads if r["target"] == "hello"}
+    rows: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for record in loads:
-        rows.setdefault((record["variant"], record["label"]), []).append(record)
-    for (variant, label), runs in rows.items():
-        ratios = [r["rps"] / hello[(variant, r["rep"])] for r in runs]
+        rows.setdefault((record["variant"], record["label"], record["connections"]), []).append(
+            record
+        )
+    send_cpu = {
+        variant: statistics.median(r["cpu_us_per_request"] for r in runs)
+        for (variant, label, connections), runs in rows.items()
+        if runs[0]["target"] == "send" and connections == 16
+    }
+    trips = {(r["variant"], r["target"]): r for r in records if r["kind"] == "round_trips"}
+    lines = [
+        "| variant | target | conns | req/s median (min–max) | × hello-world | p50 ms | p99 ms "
+        "| p99 × hello | CPU µs/req | CPU × send | Redis cmds/req | round trips/req | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (variant, label, connections), runs in rows.items():
+        ratios = [r["rps"] / hello[(variant, r["rep"], connections)]["rps"] for r in runs]
+        p99_ratios = [r["p99_ms"] / hello[(variant, r["rep"], connections)]["p99_ms"] for r in runs]
+        cpu = statistics.median(r["cpu_us_per_request"] for r in runs)
+        trip = trips.get((variant, runs[0]["target"]))
         lines.append(
-            f"| {variant} | {label} | {spread([r['rps'] for r in runs], '.0f')} "
+            f"| {variant} | {label} | {connections} | {spread([r['rps'] for r in runs], '.0f')} "
+            f"| {spread(ratios, '.2f')} "
             f"| {statistics.median(r['p50_ms'] for r in runs):.2f} "
             f"| {statistics.median(r['p99_ms'] for r in runs):.2f} "
-            f"| {spread(ratios, '.2f')} "
-            f"| {statistics.median(r['cpu_us_per_request'] for r in runs):.0f} "
+            f"| {statistics.median(p99_ratios):.2f} "
+            f"| {cpu:.0f} | {cpu / send_cpu[variant]:.2f} "
             f"| {statistics.median(r['redis_commands_per_request'] for r in runs):.1f} "
+            f"| {'–' if trip is None else format(trip['round_trips_per_call'], 'g')} "
             f"| {sum(r['non_2xx'] for r in runs)} |"
         )
-    trips = [r for r in records if r["kind"] == "round_trips"]
     if trips:
         lines += [
             "",
-            "| variant | in-process call | Redis round trips/call | commands/call |",
+            "| variant | in-process HTTP request | Redis round trips/request | commands/request |",
             "|---|---|---|---|",
         ]
-        for r in trips:
+        for r in trips.values():
             commands = ", ".join(f"{k} {v:g}" for k, v in sorted(r["commands_per_call"].items()))
             lines.append(
-                f"| {r['variant']} | {r['operation']} | {r['round_trips_per_call']:g} "
-                f"| {commands} |"
+                f"| {r['variant']} | {r['target']} | {r['round_trips_per_call']:g} "
+                f"| {commands or 'none'} |"
             )
     return "\n".join(lines)
 
@@ -564,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="otp-bench-") as workdir:
         bench = Bench(args.duration, args.reps, variants, Path(workdir))
         records = bench.run()
-    options = f"duration {args.duration}s, reps {args.reps}, {CONNECTIONS} connections"
+    options = f"duration {args.duration}s, reps {args.reps}, 16 and 64 connections"
     summary = write_results(records, machine(), options)
     print(table(records))
     print(f"\nsummary: {summary.relative_to(BENCH_DIR.parent)}")

@@ -1,5 +1,6 @@
 -- Request generator of bench/load.py: BENCH_TARGET picks the route and body; numbers and client
--- addresses vary per request so per-number and per-IP limits are exercised without tripping.
+-- addresses vary per request so per-number and per-IP limits are exercised without tripping,
+-- except in the refused_* targets, which are built to be refused (see TARGETS in load.py).
 -- done() prints one JSON line (marker BENCH_JSON) that the harness parses.
 
 local target = os.getenv("BENCH_TARGET") or "hello"
@@ -55,6 +56,19 @@ function request()
     return wrk.format("POST", "/captcha", headers, "{}")
   elseif target == "healthz" then
     return wrk.format("GET", "/healthz", headers)
+  elseif target == "refused_malformed" then
+    return wrk.format("POST", "/send-code", headers, '{"phone": "+86138')
+  elseif target == "refused_invalid" then
+    return wrk.format("POST", "/send-code", headers, '{"phone": "+86123"}')
+  elseif target == "refused_captcha" then
+    return wrk.format("POST", "/send-code", headers, '{"phone": "' .. random_mobile() .. '"}')
+  elseif target == "refused_number" then
+    -- One number from many addresses: its resend interval refuses all but the first.
+    return wrk.format("POST", "/send-code", headers, '{"phone": "+8613700000001"}')
+  elseif target == "refused_ip" then
+    -- One address, new numbers: the limited server's per-address limit refuses from the 11th.
+    headers["X-Forwarded-For"] = "10.200.0.1"
+    return wrk.format("POST", "/send-code", headers, '{"phone": "' .. random_mobile() .. '"}')
   elseif target == "verify_random" then
     return wrk.format("POST", "/verify", headers,
       '{"phone": "' .. random_mobile() .. '", "code": "000000"}')
