@@ -148,3 +148,16 @@ def test_verify_answers_while_every_worker_is_on_a_dripping_send(
     assert waited < TIMEOUT + 1.5
     assert [(s, b["code"]) for s, b, _ in results] == [(502, "provider_unavailable")] * THREADS
     assert max(elapsed for _, _, elapsed in results) < TIMEOUT + 1.0
+
+
+def test_an_accepted_answer_past_the_size_cap_is_an_unknown_outcome(
+    huawei_sim: HuaweiSimulator, serve: Callable[..., str]
+) -> None:
+    """The platform accepted the message, but its answer is too big to read: charged, 502."""
+    base = serve(huawei_sim)
+    huawei_sim.inject(Fault(pad=2 * 1024 * 1024))
+    status, body, _ = _post(base + "/send-code", {"phone": number(0)})
+    assert (status, body["code"], body["http_status"]) == (502, "provider_unavailable", 200)
+    assert len(huawei_sim.messages) == 1
+    status, body, _ = _post(base + "/send-code", {"phone": number(0)})
+    assert (status, body.get("limit")) == (429, "number")
