@@ -127,8 +127,7 @@ def session() -> Iterator[requests.Session]:
 
 def _head(length: int, status: str = "200 OK") -> bytes:
     return (
-        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {length}\r\n\r\n"
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
     ).encode()
 
 
@@ -138,9 +137,7 @@ def _call(session: requests.Session, url: str, **kwargs: object) -> tuple[Answer
     return answer, time.monotonic() - started
 
 
-def _expect(
-    error: type[requests.RequestException], session: requests.Session, url: str
-) -> float:
+def _expect(error: type[requests.RequestException], session: requests.Session, url: str) -> float:
     started = time.monotonic()
     with pytest.raises(error):
         fetch(session, "POST", url, deadline=deadline_after(DEADLINE), data=b"x")

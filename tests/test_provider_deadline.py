@@ -131,8 +131,7 @@ def test_verify_answers_while_every_worker_is_on_a_dripping_send(
 
     with ThreadPoolExecutor(THREADS) as clients:
         sends = [
-            clients.submit(_post, base + "/send-code", {"phone": number(i)})
-            for i in range(THREADS)
+            clients.submit(_post, base + "/send-code", {"phone": number(i)}) for i in range(THREADS)
         ]
         # Every worker thread is now inside the gateway, reading a dripping answer.
         deadline = time.monotonic() + 5
