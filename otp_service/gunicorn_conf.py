@@ -143,8 +143,8 @@ threads = THREADS
 #: Each worker builds its own app (and Redis pool) after the fork.
 preload_app = False
 graceful_timeout = _settings.graceful_timeout
-#: A worker silent this long is killed; a send may wait on the provider's timeout (twice, if the
-#: first attempt provably never reached it), so leave room above that.
+#: A worker silent this long is killed; a send waits at most OTP_HUAWEI_TIMEOUT on the provider
+#: (one total deadline, its retry included), so this leaves ample room above that.
 timeout = max(30, int(_settings.huawei_timeout * 2) + 10)
 keepalive = 5
 forwarded_allow_ips = forwarded_allow_networks(_settings.trusted_proxies)

@@ -503,7 +503,11 @@ class Settings:
     )
     huawei_timeout: float = field(
         default=5.0,
-        metadata=_env(_float, "seconds, connect and read, per request", _check_range(0.1, 60)),
+        metadata=_env(
+            _float,
+            "seconds for a whole provider call: connect, request, the complete answer",
+            _check_range(0.1, 60),
+        ),
     )
     huawei_iam_endpoint: str | None = field(
         default=None,

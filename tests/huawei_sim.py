@@ -25,7 +25,8 @@ Accepted messages are recorded (tests read the code from what was "sent"); a mes
 channel cannot carry it is accepted but never reaches the phone, as on the real platform, so
 :meth:`HuaweiSimulator.last_code` ignores it. :meth:`HuaweiSimulator.inject` queues faults:
 any code, HTTP 5xx, latency, a timeout (latency past the client's timeout), a connection reset,
-an unreadable body (raw bytes, or JSON nested past any parser's recursion limit).
+an unreadable body (raw bytes, or JSON nested past any parser's recursion limit), a body dripped
+a byte at a time after prompt headers (``drip``), an oversized body (``pad``).
 
 Use it through the ``huawei_sim`` / ``huawei_sim_factory`` fixtures, or by hand:
 ``python -m tests.huawei_sim --port 8765``.
@@ -130,6 +131,12 @@ class Fault:
     :param reset: read the request, then reset the connection without answering.
     :param nesting: answer 200 with a JSON array nested this deep (``[[[…]]]``), past Python's
         recursion limit when large: valid-looking JSON that no ordinary parser can read.
+    :param drip: seconds between body bytes: the status line and headers go out at once (with
+        the real ``Content-Length``), then the body one byte at a time, so every socket read
+        succeeds well within a per-read timeout while the answer takes ``len(body) × drip``.
+        The message is recorded before the first byte, as the platform would have accepted it.
+    :param pad: bytes of JSON whitespace appended to the answer's body (an oversized answer
+        that is still valid JSON).
     """
 
     code: str | None = None
@@ -139,6 +146,8 @@ class Fault:
     body: bytes | None = None
     reset: bool = False
     nesting: int = 0
+    drip: float = 0.0
+    pad: int = 0
 
 
 @dataclass(slots=True)
@@ -232,6 +241,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    #: Set per request from its fault (:attr:`Fault.drip`, :attr:`Fault.pad`).
+    drip = 0.0
+    pad = 0
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -251,16 +263,29 @@ class _Handler(BaseHTTPRequestHandler):
             )
             if status == 0:
                 return
-            self._send(status, body, "application/json;charset=UTF-8")
+            body += b" " * self.pad
+            self._send(status, body, "application/json;charset=UTF-8", drip=self.drip)
         finally:
             sim._end()
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, *, drip: float = 0.0) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not drip:
+            self.wfile.write(body)
+            return
+        self.wfile.flush()
+        stopping = self.server.sim._stopping
+        for index in range(len(body)):
+            if stopping.wait(drip):
+                return
+            try:
+                self.wfile.write(body[index : index + 1])
+                self.wfile.flush()
+            except OSError:
+                return  # the client gave up (its deadline): nothing more to drip
 
     def reset_connection(self) -> None:
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -504,6 +529,7 @@ class HuaweiSimulator:
     ) -> tuple[int, bytes]:
         with self._lock:
             fault = self._faults.popleft() if self._faults else Fault()
+        handler.drip, handler.pad = fault.drip, fault.pad
         delay = self.latency + fault.delay
         if delay > 0:
             self._stopping.wait(delay)

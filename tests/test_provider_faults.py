@@ -73,6 +73,8 @@ UNREADABLE = {
     "json-array": Fault(body=b'[{"code":"000000"}]'),
     "json-string": Fault(body=b'"000000"'),
     "not-json": Fault(body=b"<html>ok</html>"),
+    # Past the 1 MiB cap (otp_service/sms/_http.py): not read further, so unreadable.
+    "oversized": Fault(body=b'{"code":"000000"}' + b" " * (2 * 1024 * 1024)),
 }
 UNREADABLE_CASES = {
     f"unreadable-{name}": Case(fault, "provider_unavailable", {"http_status": 200}, "200", 0)

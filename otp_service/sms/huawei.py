@@ -27,7 +27,6 @@ from urllib.parse import quote, urlencode
 
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from otp_service.clock import Clock, SystemClock
@@ -39,6 +38,7 @@ from otp_service.errors import (
     ProviderUnavailable,
 )
 from otp_service.settings import Settings
+from otp_service.sms._http import Answer, deadline_after, fetch, pooled_session
 from otp_service.sms._wsse import valid_app_key, wsse_headers
 from otp_service.sms.base import SendResult, SmsMessage
 
@@ -198,7 +198,8 @@ class HuaweiSmsGateway:
     :param template_id: approved verification template with exactly one variable (the code).
     :param signature: sent only for a universal (通用) template on a domestic channel (§1.2).
     :param status_callback: URL for delivery reports, token included (see :meth:`from_settings`).
-    :param timeout: seconds for connect and for read; a read timeout is final.
+    :param timeout: seconds for the whole call (connect, request, the complete answer, and the
+        retry after a refused connection); passing it after the request was written is final.
     :param clock: time source for ``Created``; nonce_factory: fresh nonce per request.
     :param session: a pooled session to reuse (one is built with no transport retries).
     :param sleep: pause before the single refused-connection retry (tests hook it).
@@ -234,7 +235,7 @@ class HuaweiSmsGateway:
         self._new_nonce = nonce_factory or (lambda: uuid.uuid4().hex)
         self._sleep = sleep
         self._auth = _WsseAuth(self)
-        self._session = session or _pooled_session()
+        self._session = session or pooled_session()
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> HuaweiSmsGateway:
@@ -330,26 +331,30 @@ class HuaweiSmsGateway:
         response = self._post(self.form(message), masked)
         return self._interpret(response, message.to, masked)
 
-    def _post(self, form: Mapping[str, str], masked: str) -> requests.Response:
+    def _post(self, form: Mapping[str, str], masked: str) -> Answer:
         body = urlencode(form)
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "Accept": "application/json",
         }
+        # One deadline for the whole call, the retry after a refused connection included.
+        deadline = deadline_after(self.timeout)
         for attempt in (1, 2):
             try:
-                return self._session.post(
+                return fetch(
+                    self._session,
+                    "POST",
                     self.url,
+                    deadline=deadline,
                     data=body,
                     headers=headers,
                     auth=self._auth,
-                    timeout=(self.timeout, self.timeout),
-                    allow_redirects=False,
                 )
             except requests.ConnectTimeout as exc:
                 raise self._network_error("connect_timeout", masked) from exc
             except requests.ReadTimeout as exc:
-                # The request was written: it may have been accepted and billed. Never retry.
+                # The request was written (a read timed out, or the call's deadline passed): it
+                # may have been accepted and billed. Never retry.
                 raise self._network_error("timeout", masked) from exc
             except requests.exceptions.SSLError as exc:
                 raise self._network_error("tls", masked) from exc
@@ -384,9 +389,9 @@ class HuaweiSmsGateway:
         error.retryable = reason in NEVER_WRITTEN
         return error
 
-    def _interpret(self, response: requests.Response, to: str, masked: str) -> SendResult:
-        status = response.status_code
-        payload = _json_object(response)
+    def _interpret(self, response: Answer, to: str, masked: str) -> SendResult:
+        status = response.status
+        payload = _json_object(response.body)
         code = None
         if payload is not None:
             raw = payload.get("code", payload.get("error_code"))
@@ -489,17 +494,7 @@ def refused_before_sending(exc: BaseException) -> bool:
     return new_connection and refused
 
 
-def _pooled_session() -> requests.Session:
-    session = requests.Session()
-    session.verify = True
-    # No transport-level retries at all: the one retry we allow is decided in send().
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=16, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
-
-
-def _json_object(response: requests.Response) -> dict[str, object] | None:
+def _json_object(body: bytes) -> dict[str, object] | None:
     """The answer as a JSON object, or None for anything unreadable.
 
     Unreadable includes nesting past the recursion limit (``RecursionError``, not a
@@ -507,7 +502,7 @@ def _json_object(response: requests.Response) -> dict[str, object] | None:
     message, so it must reach the caller as an unknown outcome like any other unreadable answer.
     """
     try:
-        payload = json.loads(response.content)
+        payload = json.loads(body)
     except (ValueError, RecursionError):
         return None
     return payload if isinstance(payload, dict) else None

@@ -1,9 +1,10 @@
 """Huawei ``batchSendDiffSms`` (sms_05_0002, reference §1.3): one template to many numbers.
 
 Operator notices go to many numbers at once. The rules of :mod:`otp_service.sms.huawei` hold
-here too, through the same gateway: the same WSSE auth, the same code table, and **never two
-SMS for one number** — a request that may have been accepted (read timeout, reset, unreadable
-answer) is never retried, and every number in it is reported as an unknown outcome.
+here too, through the same gateway: the same WSSE auth, the same code table, the same total
+deadline per call (:mod:`otp_service.sms._http`), and **never two SMS for one number** — a
+request that may have been accepted (read timeout, deadline, reset, unreadable answer) is never
+retried, and every number in it is reported as an unknown outcome.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import requests
 
 from otp_service.core.phone import mask_phone
 from otp_service.errors import ProviderError
+from otp_service.sms._http import Answer, deadline_after, fetch
 from otp_service.sms.huawei import (
     ACCEPTED,
     RETRY_PAUSE_SECONDS,
@@ -116,19 +118,21 @@ def send_diff(gateway: HuaweiSmsGateway, batch: DiffBatch) -> list[NumberResult]
     return _interpret(response, batch)
 
 
-def _post_json(gateway: HuaweiSmsGateway, body: bytes, count: int) -> requests.Response:
+def _post_json(gateway: HuaweiSmsGateway, body: bytes, count: int) -> Answer:
     url = gateway.url[: -len(SEND_PATH)] + DIFF_PATH
     headers = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
     where = f"{count} numbers"
+    deadline = deadline_after(gateway.timeout)
     for attempt in (1, 2):
         try:
-            return gateway._session.post(
+            return fetch(
+                gateway._session,
+                "POST",
                 url,
+                deadline=deadline,
                 data=body,
                 headers=headers,
                 auth=gateway._auth,
-                timeout=(gateway.timeout, gateway.timeout),
-                allow_redirects=False,
             )
         except requests.ConnectTimeout as exc:
             raise gateway._network_error("connect_timeout", where) from exc
@@ -156,10 +160,10 @@ def _all(batch: DiffBatch, error: ProviderError) -> list[NumberResult]:
     return [NumberResult(n, outcome, code) for n in batch.numbers]
 
 
-def _interpret(response: requests.Response, batch: DiffBatch) -> list[NumberResult]:
-    status = response.status_code
+def _interpret(response: Answer, batch: DiffBatch) -> list[NumberResult]:
+    status = response.status
     try:
-        payload = json.loads(response.content)
+        payload = json.loads(response.body)
     except (ValueError, RecursionError):
         payload = None
     code = None

@@ -27,6 +27,7 @@ from datetime import datetime
 import requests
 
 from otp_service.settings import Settings
+from otp_service.sms._http import Answer, deadline_after, fetch, pooled_session
 
 #: Reuse a token until this many seconds before it expires (clocks drift; calls take time).
 TOKEN_MARGIN = 300.0
@@ -236,12 +237,18 @@ class IamTokenSource:
 
     def _fetch(self) -> tuple[str, float]:
         try:
-            response = self._session.post(self._url, json=self._body, timeout=self._timeout)
+            response = fetch(
+                self._session,
+                "POST",
+                self._url,
+                deadline=deadline_after(self._timeout),
+                json=self._body,
+            )
         except requests.RequestException as exc:
             raise ManagementError(f"IAM unreachable: {type(exc).__name__}") from None
-        if response.status_code not in (200, 201):
+        if response.status not in (200, 201):
             raise ManagementError(
-                f"IAM refused the token request (HTTP {response.status_code}): check "
+                f"IAM refused the token request (HTTP {response.status}): check "
                 "OTP_HUAWEI_IAM_DOMAIN, OTP_HUAWEI_IAM_USER, OTP_HUAWEI_IAM_PASSWORD and "
                 "OTP_HUAWEI_PROJECT_ID",
                 code=_error_code(response),
@@ -290,7 +297,7 @@ class HuaweiManagement:
         endpoint, domain, user, password, project_id = iam
         if not (endpoint and domain and user and password and project_id):
             return None
-        session = session or requests.Session()
+        session = session or pooled_session(pool_maxsize=4)
         tokens = IamTokenSource(
             endpoint=endpoint,
             domain=domain,
@@ -347,20 +354,25 @@ class HuaweiManagement:
         return results[0]
 
     def _results(self, resource: str, query: dict[str, str], what: str) -> list[dict[str, object]]:
+        # The token is fetched first, under its own deadline: each HTTP call gets the full
+        # timeout, as in the send path, and none can take longer.
+        token = self._tokens.token()
         try:
-            response = self._session.get(
+            response = fetch(
+                self._session,
+                "GET",
                 f"{self._base}/{resource}",
+                deadline=deadline_after(self._timeout),
                 params=query,
-                headers={"X-Auth-Token": self._tokens.token()},
-                timeout=self._timeout,
+                headers={"X-Auth-Token": token},
             )
         except requests.RequestException as exc:
             raise ManagementError(f"management API unreachable: {type(exc).__name__}") from None
-        if response.status_code != 200:
+        if response.status != 200:
             code = _error_code(response)
             meaning = MANAGEMENT_CODES.get(code or "", "")
             raise ManagementError(
-                f"management API refused reading {what} (HTTP {response.status_code}"
+                f"management API refused reading {what} (HTTP {response.status}"
                 f"{', ' + code if code else ''}{': ' + meaning if meaning else ''})",
                 code=code,
             )
@@ -370,9 +382,9 @@ class HuaweiManagement:
         return [row for row in results if isinstance(row, dict)]
 
 
-def _json(response: requests.Response) -> dict[str, object]:
+def _json(response: Answer) -> dict[str, object]:
     try:
-        body = json.loads(response.content.decode("utf-8"))
+        body = json.loads(response.body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return {}
     return body if isinstance(body, dict) else {}
@@ -385,12 +397,12 @@ def _int(value: object) -> int:
         return 0
 
 
-def _error_code(response: requests.Response) -> str | None:
+def _error_code(response: Answer) -> str | None:
     code = _json(response).get("error_code")
     return code if isinstance(code, str) else None
 
 
-def _expires_at(response: requests.Response) -> float | None:
+def _expires_at(response: Answer) -> float | None:
     token = _json(response).get("token")
     expires = token.get("expires_at") if isinstance(token, dict) else None
     if not isinstance(expires, str):
