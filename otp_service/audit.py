@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from otp_service.core.phone import mask_phone
-from otp_service.errors import OtpError
+from otp_service.errors import OtpError, ProviderError
 
 log = logging.getLogger("otp_service.audit")
 
@@ -111,6 +111,10 @@ class AuditLog:
         cause = fields.pop("reason", None)
         if cause is not None:
             fields["cause"] = cause
+        if isinstance(error, ProviderError) and error.operator_problem:
+            # The provider named a fault of our account or configuration: an operator's alert,
+            # not the caller's (docs/huawei.md, section 5).
+            fields["operator_problem"] = True
         self.record(event, "refused", error=error, reason=error.code, **fields)
 
     def record(

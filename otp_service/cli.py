@@ -19,6 +19,7 @@ from otp_service.settings import Settings
 
 if TYPE_CHECKING:
     from otp_service.service import OtpService
+    from otp_service.sms.huawei_manage import HuaweiManagement
 
 _T = TypeVar("_T")
 
@@ -665,25 +666,83 @@ def content_lint_template(
 
 @main.command("check-provider")
 def check_provider() -> None:
-    """Read the configured template's and signature's state from Huawei's management API and
-    print each with the fix in words (needs the OTP_HUAWEI_IAM_* settings).
+    """Check the Huawei account with one harmless authenticated call to the send API, and read
+    the template's and signature's state from the management API; print each finding with its
+    cause and fix in words.
 
-    Exits 1 when a state stops every send, 2 when the state cannot be read.
+    The account check needs only the send-API settings (OTP_HUAWEI_ENDPOINT, _APP_KEY,
+    _APP_SECRET, _SENDER, _TEMPLATE_ID); the state report needs the OTP_HUAWEI_IAM_* settings
+    too. Each runs when its settings are there. The call cannot send an SMS: its number is
+    deliberately invalid (docs/huawei.md, section 9).
+
+    Exits 1 when something stops every send, 2 when nothing could be checked or an answer could
+    not be read.
     """
     import time
 
-    from otp_service.sms.huawei_manage import HuaweiManagement, ManagementError, assess
+    from otp_service.sms.huawei_manage import HuaweiManagement
+    from otp_service.sms.huawei_probe import probe_problems
 
     settings = _settings_or_exit()
+    missing = probe_problems(settings)
     management = HuaweiManagement.from_settings(settings, now=time.time)
-    if management is None or not settings.huawei_template_id:
+    states = management is not None and bool(settings.huawei_template_id)
+    if missing and not states:
         click.echo(
-            "check-provider needs OTP_HUAWEI_TEMPLATE_ID and the management API settings "
+            f"check-provider needs the send-API settings (missing: {', '.join(missing)}) for the "
+            "account check, or OTP_HUAWEI_TEMPLATE_ID and the management API settings "
             "OTP_HUAWEI_IAM_ENDPOINT, OTP_HUAWEI_IAM_DOMAIN, OTP_HUAWEI_IAM_USER, "
-            "OTP_HUAWEI_IAM_PASSWORD and OTP_HUAWEI_PROJECT_ID (docs/huawei.md, section 7)",
+            "OTP_HUAWEI_IAM_PASSWORD and OTP_HUAWEI_PROJECT_ID for the template and signature "
+            "state (docs/huawei.md, sections 7 and 9)",
             err=True,
         )
         sys.exit(2)
+    results = []
+    if missing:
+        click.echo(f"account: not checked (set {', '.join(missing)})")
+    else:
+        results.append(_check_account(settings))
+    if management is not None and states:
+        results.append(_check_states(settings, management))
+    else:
+        click.echo("template and signature state: not read (no OTP_HUAWEI_IAM_* settings)")
+    if 1 in results:
+        sys.exit(1)
+    if 2 in results:
+        sys.exit(2)
+
+
+def _check_account(settings: Settings) -> int:
+    """The account check's lines; 0 healthy, 1 a fault that stops sending, 2 no verdict."""
+    from otp_service.sms.huawei_probe import (
+        ProbeFailed,
+        address_words,
+        clock_words,
+        judge,
+        probe_account,
+    )
+
+    try:
+        answer = probe_account(settings)
+    except ProbeFailed as exc:
+        click.echo(f"account: not checked - {exc}", err=True)
+        return 2
+    finding = judge(answer)
+    verdict = {"ok": "ok", "fault": "BLOCKS SENDING", "unknown": "UNKNOWN"}[finding.verdict]
+    click.echo(f"account: {finding.state} [{verdict}] - {finding.cause}; fix: {finding.fix}")
+    # Both facts, unless the finding already names them.
+    if finding.state not in ("E000110", "E000001"):
+        click.echo(f"clock: {clock_words(answer.clock_offset)}")
+    if finding.state != "E000620":
+        click.echo(f"calling from: {address_words(answer.local_address)}")
+    return {"ok": 0, "fault": 1, "unknown": 2}[finding.verdict]
+
+
+def _check_states(settings: Settings, management: HuaweiManagement) -> int:
+    """The template and signature lines (issue 16.4); 0, 1 when one blocks, 2 unreadable."""
+    from otp_service.sms.huawei_manage import ManagementError, assess
+
+    assert settings.huawei_template_id is not None  # noqa: S101 - checked by the caller
     try:
         template = management.template(settings.huawei_template_id)
         signature = (
@@ -692,7 +751,7 @@ def check_provider() -> None:
         variables = management.variables(template)
     except ManagementError as exc:
         click.echo(f"could not read the provider state: {exc}", err=True)
-        sys.exit(2)
+        return 2
     findings = assess(
         template,
         signature,
@@ -703,8 +762,7 @@ def check_provider() -> None:
     for finding in findings:
         verdict = "BLOCKS SENDING" if finding.blocking else "ok"
         click.echo(f"{finding.subject}: {finding.state} [{verdict}] - {finding.fix}")
-    if any(finding.blocking for finding in findings):
-        sys.exit(1)
+    return 1 if any(finding.blocking for finding in findings) else 0
 
 
 @main.command("notify")

@@ -208,6 +208,11 @@ class ProviderError(OtpError):
     #: True when the request provably did not reach the provider (safe to retry); set on the
     #: instance by the gateway that knows.
     retryable: bool = False
+    #: True when the provider named a fault of our account or configuration (a deactivated
+    #: subscriber, our clock, our server's address not whitelisted …): no caller can cause or
+    #: fix it, an operator must. Kept out of ``extras`` so callers' problem bodies do not
+    #: announce it; the audit line and the metrics carry it.
+    operator_problem: bool = False
 
     @property
     def certainly_not_sent(self) -> bool:

@@ -102,6 +102,12 @@ class Metrics:
             ["provider", "error", "provider_code"],
             registry=r,
         )
+        self.provider_operator_problems = Counter(
+            "otp_provider_operator_problems",
+            "Provider answers naming a fault of our account or configuration (ops must act).",
+            ["provider", "provider_code"],
+            registry=r,
+        )
         self.provider_latency = Histogram(
             "otp_provider_latency_seconds",
             "Time spent in the SMS provider call.",
@@ -213,6 +219,10 @@ class Metrics:
             self.provider_errors.labels(
                 label(details.get("provider")), label(error.code), label(provider_code)
             ).inc()
+            if error.operator_problem:
+                self.provider_operator_problems.labels(
+                    label(details.get("provider")), label(provider_code)
+                ).inc()
         elif isinstance(error, StoreUnavailable):
             self.store_errors.labels(kind).inc()
         elif isinstance(error, ContentBlocked):

@@ -95,7 +95,10 @@ def _replay(record: dict[str, Any]) -> SendReceipt:
     if "error" not in record:
         return SendReceipt(**record)
     by_code = {cls.code: cls for cls in all_error_classes()}
-    raise by_code.get(record["error"], ProviderError)(record["detail"], **record["extras"])
+    error = by_code.get(record["error"], ProviderError)(record["detail"], **record["extras"])
+    if isinstance(error, ProviderError):
+        error.operator_problem = bool(record.get("operator_problem"))
+    raise error
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +343,12 @@ class OtpService:
                 self.store.delete(key)
             else:
                 # The message may have reached the provider: a retry must not send it again.
-                failure = {"error": exc.code, "detail": exc.detail, "extras": exc.extras}
+                failure = {
+                    "error": exc.code,
+                    "detail": exc.detail,
+                    "extras": exc.extras,
+                    "operator_problem": exc.operator_problem,
+                }
                 self.store.put(key, json.dumps(failure).encode(), ttl=ttl, now=now)
             raise
         except BaseException:

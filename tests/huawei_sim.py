@@ -26,7 +26,10 @@ channel cannot carry it is accepted but never reaches the phone, as on the real 
 :meth:`HuaweiSimulator.last_code` ignores it. :meth:`HuaweiSimulator.inject` queues faults:
 any code, HTTP 5xx, latency, a timeout (latency past the client's timeout), a connection reset,
 an unreadable body (raw bytes, or JSON nested past any parser's recursion limit), a body dripped
-a byte at a time after prompt headers (``drip``), an oversized body (``pad``).
+a byte at a time after prompt headers (``drip``), an oversized body (``pad``). Two account
+faults are judged for real rather than injected: ``clock`` is the platform's time, so a skewed
+one refuses ``Created`` with ``E000110`` and shows in every answer's ``Date`` header, and
+``allowed_ips`` is the application's IP whitelist (``E000620`` for any other peer address).
 
 Use it through the ``huawei_sim`` / ``huawei_sim_factory`` fixtures, or by hand:
 ``python -m tests.huawei_sim --port 8765``.
@@ -248,6 +251,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # Every answer's ``Date`` comes from the simulated platform's clock, the one ``Created``
+        # is judged against, so a skewed ``clock`` shows in both as it would at Huawei.
+        return super().date_time_string(self.server.sim.clock() if timestamp is None else timestamp)
+
     def do_POST(self) -> None:
         sim = self.server.sim
         length = int(self.headers.get("Content-Length") or 0)
@@ -305,6 +313,7 @@ class HuaweiSimulator:
         channels: tuple[SimChannel, ...] = DEFAULT_CHANNELS,
         signatures: frozenset[str] = frozenset({SIGNATURE}),
         clock: Callable[[], float] = time.time,
+        allowed_ips: frozenset[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -313,7 +322,12 @@ class HuaweiSimulator:
         self.templates = {t.template_id: t for t in templates}
         self.channels = {c.number: c for c in channels}
         self.signatures = signatures
+        #: The platform's time: ``Created`` is judged against it (E000110, really, not forced)
+        #: and every answer's ``Date`` header shows it. Pass ``time.time() + offset`` to skew.
         self.clock = clock
+        #: The application's IP whitelist (None: no whitelist, as by default at Huawei). A
+        #: client address outside it gets 403 E000620, judged on the real peer address.
+        self.allowed_ips = allowed_ips
         #: Extra seconds added to every answer.
         self.latency = 0.0
         self._server = _Server(self, (host, port))
@@ -546,6 +560,11 @@ class HuaweiSimulator:
         if fault.nesting:
             return 200, b"[" * fault.nesting + b"]" * fault.nesting
         try:
+            if self.allowed_ips is not None and handler.client_address[0] not in self.allowed_ips:
+                # Huawei documents E000620 with HTTP 403 (sms_05_0050) but not where it comes
+                # among the checks; before authentication is our choice (an address is known
+                # before any header is read).
+                raise _Rejection("E000620", "client IP not in the whitelist")
             self._authenticate(headers)
             if fault.code is not None and fault.code != "E000510":
                 return _error(fault.code, "injected")

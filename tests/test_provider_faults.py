@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -217,3 +218,54 @@ def test_an_unreadable_answer_is_an_unknown_outcome_not_an_internal_error(
     first, repeat = client.post("/send-code", **keyed), client.post("/send-code", **keyed)
     assert [r.get_json()["code"] for r in (first, repeat)] == ["provider_unavailable"] * 2
     assert huawei_sim.received == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "fault", "code", "operator"),
+    [
+        pytest.param({}, Fault(code="E000109"), "E000109", True, id="E000109-deactivated"),
+        pytest.param(
+            {"clock": lambda: time.time() - 25 * 3600}, None, "E000110", True, id="E000110-clock"
+        ),
+        pytest.param(
+            {"allowed_ips": frozenset({"192.0.2.10"})}, None, "E000620", True, id="E000620-ip"
+        ),
+        pytest.param({}, Fault(code="E000503"), "E000503", False, id="E000503-not-operator"),
+    ],
+)
+def test_account_and_configuration_faults_are_counted_as_operator_problems(
+    huawei_sim_factory: Callable[..., HuaweiSimulator],
+    settings_factory: Callable[..., Settings],
+    fake_clock: FakeClock,
+    audit: Capture,
+    options: dict[str, Any],
+    fault: Fault | None,
+    code: str,
+    operator: bool,
+) -> None:
+    """Issue 16.6: a skewed clock and a missing whitelist entry alert ops, like E000109."""
+    sim = huawei_sim_factory(**options).start()
+    if fault is not None:
+        sim.inject(fault)
+    settings = settings_factory(**sim.settings_overrides())
+    gateway = HuaweiSmsGateway.from_settings(settings, sleep=lambda _: None)
+    try:
+        client = create_app(
+            settings, store=MemoryStore(), gateway=gateway, clock=fake_clock
+        ).test_client()
+        response = client.post("/send-code", json={"phone": PHONE})
+        body = response.get_json()
+        assert (response.status_code, body["provider_code"]) == (502, code)
+        assert "operator_problem" not in body  # the caller's body does not announce it
+        [line] = [json.loads(text) for text in audit.lines]
+        assert (line["reason"], line["provider_code"]) == ("provider_rejected", code)
+        assert line.get("operator_problem", False) is operator
+        counted = value(
+            scrape(client),
+            "otp_provider_operator_problems_total",
+            provider="huawei",
+            provider_code=code,
+        )
+        assert counted == (1 if operator else 0)
+    finally:
+        gateway.close()

@@ -66,7 +66,10 @@ Kind = Literal["rejected", "unavailable", "ignore"]
 class ProviderCode:
     """Our reading of one Huawei code: what it means and which error it becomes.
 
-    ``account`` marks account-state codes (reference: "A"): ops must act, so they log as errors.
+    ``account`` marks operator problems: account-state codes (reference: "A") and the account
+    or configuration faults no caller can cause or fix — our clock (E000110), our server's
+    address missing from the application's whitelist (E000620). Ops must act, so they log as
+    errors, and the error's ``operator_problem`` carries it to the audit line and the metrics.
     """
 
     kind: Kind
@@ -82,8 +85,9 @@ def _unav(meaning: str, *, account: bool = False) -> ProviderCode:
     return ProviderCode("unavailable", meaning, account)
 
 
-#: Whole-request ``code`` values (§3.1) and per-number ``status`` values (§3.2), plus the
-#: management family (§3.3) for completeness. ``docs/huawei.md`` renders this table.
+#: Whole-request ``code`` values (§3.1) and per-number ``status`` values (§3.2): what the send
+#: APIs answer. The management API's MSGSMS.* codes (§3.3) never come here; they are read in
+#: ``huawei_manage.py``. ``docs/huawei.md`` renders this table.
 PROVIDER_CODES: dict[str, ProviderCode] = {
     "E000000": _rej("platform could not parse the request (often templateParas quoting)"),
     "E000001": _rej("Authorization header missing, or bad secret / digest / Created"),
@@ -117,12 +121,12 @@ PROVIDER_CODES: dict[str, ProviderCode] = {
     "E000107": _rej("undocumented authentication error"),
     "E000108": _rej("undocumented authentication error"),
     "E000109": _rej("subscriber not activated", account=True),
-    "E000110": _rej("Created too far from server time (fix the clock)"),
+    "E000110": _rej("Created too far from server time (fix the clock)", account=True),
     "E000111": _rej("no user found for the app_key", account=True),
     "E000112": _unav("subscriber frozen (arrears or violation)", account=True),
     "E000503": _rej("parameter format error"),
     "E000510": _rej("send failed, see per-number status"),
-    "E000620": _rej("client IP not in the application's whitelist"),
+    "E000620": _rej("client IP not in the application's whitelist", account=True),
     "E000623": _unav("sending volume hit the configured limit", account=True),
     "E000630": _unav("country or region volume limit reached", account=True),
     "E000632": _rej("receiver is in a configured number blacklist"),
@@ -148,7 +152,6 @@ PROVIDER_CODES: dict[str, ProviderCode] = {
     "E200037": _rej("send failed"),
     "E200038": _unav("long-message parts incomplete"),
     "E200041": ProviderCode("ignore", "duplicate number in the request"),
-    "MSGSMS.0001": _unav("management API internal error"),
 }
 
 
@@ -166,9 +169,13 @@ def provider_error(code: str, http_status: int) -> ProviderError:
     """The error a caller sees for ``code``; the detail names our meaning, never the message."""
     reading = classify(code, http_status)
     detail = f"Huawei SMS answered {code}: {reading.meaning}."
+    error: ProviderError
     if reading.kind == "unavailable":
-        return ProviderUnavailable(detail, provider_code=code, http_status=http_status)
-    return ProviderRejected(detail, provider_code=code, http_status=http_status)
+        error = ProviderUnavailable(detail, provider_code=code, http_status=http_status)
+    else:
+        error = ProviderRejected(detail, provider_code=code, http_status=http_status)
+    error.operator_problem = reading.account
+    return error
 
 
 class _WsseAuth(AuthBase):
