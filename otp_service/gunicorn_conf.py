@@ -6,8 +6,9 @@ from ``OTP_*`` variables read through :class:`~otp_service.settings.Settings`, s
 fails here, in the master, with a message naming the variable; ``GUNICORN_CMD_ARGS`` still
 overrides any gunicorn setting (e.g. ``--threads 8``).
 
-- Workers: ``OTP_WORKERS`` (or ``WEB_CONCURRENCY``), threaded (``gthread``): a send may wait
-  seconds on the SMS provider, and threads keep other requests moving meanwhile.
+- Workers: ``OTP_WORKERS`` (or ``WEB_CONCURRENCY``) unless ``--workers`` is given, threaded
+  (``gthread``): a send may wait seconds on the SMS provider, and threads keep other requests
+  moving meanwhile. The multi-worker checks judge the count gunicorn will actually run.
 - Shutdown: ``SIGTERM`` stops accepting, lets in-flight requests finish for
   ``OTP_GRACEFUL_TIMEOUT`` seconds, then exits.
 - Proxies: gunicorn believes forwarded headers from exactly ``OTP_TRUSTED_PROXIES`` (the same
@@ -21,6 +22,7 @@ overrides any gunicorn setting (e.g. ``--threads 8``).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import sys
@@ -112,8 +114,14 @@ class JsonAccessLogger(Logger):  # type: ignore[misc]  # gunicorn ships no types
 
 
 def on_starting(server: Any) -> None:
-    """In the master, before any worker: refuse unsafe multi-worker setups, reset metrics."""
-    problems = startup_problems(_settings, os.environ)
+    """In the master, before any worker: refuse unsafe multi-worker setups, reset metrics.
+
+    The worker count judged is the one gunicorn will run (``server.cfg.workers``): the
+    command line's ``--workers`` (as ``otp-service serve`` passes) or ``GUNICORN_CMD_ARGS``
+    override ``OTP_WORKERS`` / ``WEB_CONCURRENCY``, which only set this module's default.
+    """
+    running = dataclasses.replace(_settings, workers=int(server.cfg.workers))
+    problems = startup_problems(running, os.environ)
     if problems:
         sys.exit("configuration error: " + "; ".join(problems))
     multiproc_dir = os.environ.get(MULTIPROC_ENV)

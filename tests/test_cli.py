@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -249,3 +251,73 @@ def test_serve_lists_the_development_server_with_the_settings_problems(
         "OTP_SECRET_KEY_FALLBACKS",
         "OTP_REDIS_URL",
     ]
+
+
+def _serving(args: list[str], environ: dict[str, str], port: int) -> tuple[int, str]:
+    """Start ``python -m otp_service ARGS``, wait for ``/healthz`` on ``port``, stop it by PID.
+
+    Returns the health answer's status (0 if the process exited before answering) and the
+    process's output.
+    """
+    base = {name: os.environ[name] for name in ("PATH", "HOME", "PYTHONPATH") if name in os.environ}
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "otp_service", *args],
+        env={**base, **environ},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    status = 0
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/healthz", timeout=2
+                ) as answer:  # noqa: S310
+                    status = answer.status
+                    break
+            except OSError:
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        try:
+            output, _ = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate(timeout=5)
+    return status, output
+
+
+def test_serve_with_one_gunicorn_worker_starts_on_the_embedded_defaults() -> None:
+    """``--workers 1`` is what gunicorn's config module judges, not ``OTP_WORKERS`` (default 2):
+    one worker needs no shared key, store or metrics directory."""
+    port = free_port()
+    status, output = _serving(["serve", "--workers", "1", "--port", str(port)], {}, port)
+    assert status == 200, output
+    assert "several workers need" not in output
+
+
+def test_serve_with_two_gunicorn_workers_refuses_without_shared_state() -> None:
+    port = free_port()
+    status, output = _serving(
+        ["serve", "--workers", "2", "--port", str(port)], {"OTP_WORKERS": "1"}, port
+    )
+    assert status == 0
+    assert "OTP_SECRET_KEY: several workers need one shared secret key" in output
+    assert "OTP_REDIS_URL: several workers need a shared store" in output
+
+
+def test_serve_with_two_gunicorn_workers_starts_with_shared_state(
+    redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    environ = {
+        "OTP_SECRET_KEY": TEST_SECRET,
+        "OTP_REDIS_URL": redis_url,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "OTP_WORKERS": "1",
+    }
+    status, output = _serving(["serve", "--workers", "2", "--port", str(port)], environ, port)
+    assert status == 200, output
+    assert output.count("Booting worker") == 2, output
