@@ -12,6 +12,7 @@ from flask import Flask
 
 from otp_service.api import MAX_BODY_BYTES, bp
 from otp_service.api_callbacks import callbacks_bp
+from otp_service.audit import attach_audit_log
 from otp_service.problems import register_problem_handlers
 from otp_service.responses import install_request_ids
 from otp_service.service import OtpService
@@ -32,6 +33,7 @@ def create_app(
         service = OtpService(settings or Settings.from_env(), **components)
     elif components:
         raise TypeError("pass either service= or components, not both")
+    attach_audit_log(service.settings.audit_log)
     app = Flask("otp_service", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["otp_service"] = service

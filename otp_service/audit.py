@@ -16,6 +16,8 @@ import hashlib
 import hmac
 import json
 import logging
+import logging.handlers
+import sys
 from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -186,3 +188,44 @@ class JsonLineFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class _AuditLogHandler(logging.Handler):
+    """Marks the one handler :func:`attach_audit_log` owns, so a second app replaces it."""
+
+
+class _AuditStreamHandler(logging.StreamHandler, _AuditLogHandler):  # type: ignore[type-arg]
+    pass
+
+
+class _AuditFileHandler(logging.handlers.WatchedFileHandler, _AuditLogHandler):
+    pass
+
+
+def attach_audit_log(destination: str) -> logging.Handler | None:
+    """Send audit lines (JSON, as the sidecar writes them) to ``stderr`` or a file.
+
+    For a host that embeds ``create_app`` under its own WSGI server and configures no logging:
+    the audit logger would otherwise reach no handler and every decision would be invisible. A
+    library must not reconfigure its host, so this is opt-in (``OTP_AUDIT_LOG``) and touches only
+    the ``otp_service.audit`` logger: it adds one handler (replacing the one an earlier app
+    added) and lets INFO through; propagation is left alone, so a host's own handlers still get
+    the lines too. A file is watched (``WatchedFileHandler``): logrotate may move it.
+
+    :returns: the handler attached, or ``None`` for ``off``.
+    """
+    for old in [h for h in log.handlers if isinstance(h, _AuditLogHandler)]:
+        log.removeHandler(old)
+        old.close()
+    if destination == "off":
+        return None
+    handler: logging.Handler = (
+        _AuditStreamHandler(sys.stderr)
+        if destination == "stderr"
+        else _AuditFileHandler(destination, encoding="utf-8")
+    )
+    handler.setFormatter(JsonLineFormatter())
+    log.addHandler(handler)
+    if not log.isEnabledFor(logging.INFO):
+        log.setLevel(logging.INFO)
+    return handler

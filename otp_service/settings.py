@@ -21,6 +21,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import phonenumbers
@@ -95,6 +96,10 @@ def _text(raw: str) -> str:
 
 def _optional_text(raw: str) -> str | None:
     return raw.strip() or None
+
+
+def _text_or_off(raw: str) -> str:
+    return raw.strip() or "off"
 
 
 def _int(raw: str) -> int:
@@ -248,6 +253,16 @@ def _check_fonts(value: Any) -> str | None:
         missing = font.getmask("\uffff").getbbox()
         if any(font.getmask(letter).getbbox() in (None, missing) for letter in ALPHABET):
             return f"{path!r} lacks glyphs for some of {ALPHABET}"
+    return None
+
+
+def _check_audit_log(value: Any) -> str | None:
+    """``off``, ``stderr`` or a file whose directory exists (the handler opens it at start)."""
+    if value in ("off", "stderr"):
+        return None
+    directory = Path(value).expanduser().parent
+    if not directory.is_dir():
+        return f"{value!r}: use off, stderr or a file path in an existing directory"
     return None
 
 
@@ -853,6 +868,15 @@ class Settings:
         default=30,
         metadata=_env(
             _int, "seconds gunicorn lets in-flight requests finish on SIGTERM", _check_range(1, 600)
+        ),
+    )
+    audit_log: str = field(
+        default="off",
+        metadata=_env(
+            _text_or_off,
+            "`stderr` or a file path: where create_app writes audit lines as JSON when no logging "
+            "set-up of yours does (`off`: leave logging to the host; the sidecar logs to stdout)",
+            _check_audit_log,
         ),
     )
     token_ttl: int = field(
