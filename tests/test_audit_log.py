@@ -80,13 +80,22 @@ def test_building_the_app_twice_keeps_one_handler(
     assert len(sends) == 2
 
 
-@pytest.mark.parametrize("value", ["/no/such/directory/audit.log", ""])
-def test_the_setting_is_validated(value: str) -> None:
-    if value:
-        with pytest.raises(ConfigurationError, match="OTP_AUDIT_LOG"):
-            Settings.from_env({"OTP_AUDIT_LOG": value})
-    else:
-        assert Settings.from_env({"OTP_AUDIT_LOG": value}).audit_log == "off"
+@pytest.mark.parametrize("value", ["/no/such/directory/audit.log", "{tmp}"])
+def test_an_unusable_destination_is_a_settings_error(value: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="OTP_AUDIT_LOG"):
+        Settings.from_env({"OTP_AUDIT_LOG": value.format(tmp=tmp_path)})
+
+
+def test_empty_is_off_and_a_home_path_is_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Settings.from_env({"OTP_AUDIT_LOG": ""}).audit_log == "off"
+    settings = Settings.from_env({"OTP_AUDIT_LOG": "~/audit.log"})
+    assert settings.audit_log == str(tmp_path / "audit.log")
+    attach_audit_log(settings.audit_log)
+    AUDIT.info("probe")
+    assert (tmp_path / "audit.log").exists()
 
 
 def test_stderr_under_another_wsgi_server_shows_the_decisions() -> None:
