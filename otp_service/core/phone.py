@@ -7,6 +7,7 @@ country's numbering plan, which no hand-written regex does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
@@ -49,6 +50,26 @@ def parse_phone(raw: str, *, default_region: str, allowed_regions: tuple[str, ..
     """
     if not raw or len(raw) > MAX_PHONE_INPUT:
         raise InvalidPhone("The phone number is empty or too long.")
+    e164, region, number_type = _placed(raw, default_region)
+    if "*" not in allowed_regions and region not in allowed_regions:
+        raise RegionNotAllowed(f"Numbers in region {region} are not accepted.", region=region)
+    if number_type not in SMS_CAPABLE_TYPES:
+        type_name = _type_name(number_type)
+        raise PhoneTypeNotAllowed(
+            f"Numbers of type {type_name} cannot receive verification codes.", phone_type=type_name
+        )
+    return Phone(e164=e164, region=region, type_name=_type_name(number_type))
+
+
+@lru_cache(maxsize=4096)
+def _placed(raw: str, default_region: str) -> tuple[str, str, int]:
+    """E.164 form, region and type of a valid number.
+
+    Cached (valid numbers only: an exception is never cached) because a number comes back: its
+    verify follows its send, and a flood on one victim's number repeats it thousands of times;
+    parsing was the largest single cost of refusing such a flood. The result depends on nothing
+    but the input and the metadata, so a cached answer is the answer.
+    """
     try:
         number = phonenumbers.parse(raw, default_region)
     except NumberParseException:
@@ -59,15 +80,8 @@ def parse_phone(raw: str, *, default_region: str, allowed_regions: tuple[str, ..
     if number_type == PhoneNumberType.UNKNOWN:
         raise InvalidPhone("The phone number is not valid.")
     region = phonenumbers.region_code_for_number(number) or "ZZ"
-    if "*" not in allowed_regions and region not in allowed_regions:
-        raise RegionNotAllowed(f"Numbers in region {region} are not accepted.", region=region)
-    if number_type not in SMS_CAPABLE_TYPES:
-        type_name = _type_name(number_type)
-        raise PhoneTypeNotAllowed(
-            f"Numbers of type {type_name} cannot receive verification codes.", phone_type=type_name
-        )
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return Phone(e164=e164, region=region, type_name=_type_name(number_type))
+    return e164, region, number_type
 
 
 def _type_name(number_type: int) -> str:
