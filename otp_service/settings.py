@@ -98,8 +98,10 @@ def _optional_text(raw: str) -> str | None:
     return raw.strip() or None
 
 
-def _text_or_off(raw: str) -> str:
-    return raw.strip() or "off"
+def _audit_destination(raw: str) -> str:
+    """``off``, ``stderr``, or a path with ``~`` expanded (the handler opens it as written)."""
+    value = raw.strip() or "off"
+    return value if value in ("off", "stderr") else os.path.expanduser(value)
 
 
 def _int(raw: str) -> int:
@@ -257,11 +259,17 @@ def _check_fonts(value: Any) -> str | None:
 
 
 def _check_audit_log(value: Any) -> str | None:
-    """``off``, ``stderr`` or a file whose directory exists (the handler opens it at start)."""
+    """``off``, ``stderr`` or a file whose directory exists (the handler opens it at start).
+
+    The path is checked as the handler will open it, unexpanded: ``~`` is expanded when the
+    variable is read, so a check that expanded it again would pass paths the handler cannot open.
+    """
     if value in ("off", "stderr"):
         return None
-    directory = Path(value).expanduser().parent
-    if not directory.is_dir():
+    path = Path(value)
+    if path.is_dir():
+        return f"{value!r} is a directory; use off, stderr or a file path"
+    if not path.parent.is_dir():
         return f"{value!r}: use off, stderr or a file path in an existing directory"
     return None
 
@@ -873,7 +881,7 @@ class Settings:
     audit_log: str = field(
         default="off",
         metadata=_env(
-            _text_or_off,
+            _audit_destination,
             "`stderr` or a file path: where create_app writes audit lines as JSON when no logging "
             "set-up of yours does (`off`: leave logging to the host; the sidecar logs to stdout)",
             _check_audit_log,
