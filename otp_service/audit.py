@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from otp_service.core.phone import mask_phone
-from otp_service.errors import OtpError, ProviderError
+from otp_service.errors import ConfigurationError, OtpError, ProviderError
 
 log = logging.getLogger("otp_service.audit")
 
@@ -212,18 +212,29 @@ def attach_audit_log(destination: str) -> logging.Handler | None:
     added) and lets INFO through; propagation is left alone, so a host's own handlers still get
     the lines too. A file is watched (``WatchedFileHandler``): logrotate may move it.
 
+    The new handler is opened before the old one goes, so a destination that cannot be opened
+    leaves the trail where it was.
+
     :returns: the handler attached, or ``None`` for ``off``.
+    :raises ConfigurationError: the file cannot be opened (gone, or not writable, since the
+        settings were checked).
     """
+    handler: logging.Handler | None = None
+    if destination == "stderr":
+        handler = _AuditStreamHandler(sys.stderr)
+    elif destination != "off":
+        try:
+            handler = _AuditFileHandler(destination, encoding="utf-8")
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigurationError(
+                problems=[f"OTP_AUDIT_LOG: cannot open {destination!r}: {reason}"]
+            ) from exc
     for old in [h for h in log.handlers if isinstance(h, _AuditLogHandler)]:
         log.removeHandler(old)
         old.close()
-    if destination == "off":
+    if handler is None:
         return None
-    handler: logging.Handler = (
-        _AuditStreamHandler(sys.stderr)
-        if destination == "stderr"
-        else _AuditFileHandler(destination, encoding="utf-8")
-    )
     handler.setFormatter(JsonLineFormatter())
     log.addHandler(handler)
     if not log.isEnabledFor(logging.INFO):

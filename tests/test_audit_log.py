@@ -98,6 +98,39 @@ def test_empty_is_off_and_a_home_path_is_expanded(
     assert (tmp_path / "audit.log").exists()
 
 
+def test_a_directory_is_refused_as_a_destination(tmp_path: Path) -> None:
+    """It would pass a "directory exists" check and then fail to open in ``create_app``."""
+    with pytest.raises(ConfigurationError, match="^OTP_AUDIT_LOG: .*is a directory"):
+        Settings.from_env({"OTP_AUDIT_LOG": str(tmp_path)})
+
+
+def test_a_home_relative_path_is_written_where_it_was_checked(
+    settings_factory: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``~`` is expanded once, when read, so the check and the handler see the same file."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # an unexpanded "~/audit.log" would be looked for under ./~
+    settings = Settings.from_env({"OTP_AUDIT_LOG": "~/audit.log"})
+    assert settings.audit_log == str(tmp_path / "audit.log")
+    _send(settings_factory(audit_log=settings.audit_log))
+    assert '"event": "send"' in (tmp_path / "audit.log").read_text()
+
+
+def test_a_destination_gone_since_the_settings_were_read_names_the_variable(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    settings = settings_factory(audit_log=str(directory / "audit.log"))
+    directory.rmdir()
+    before = attach_audit_log("stderr")
+    with pytest.raises(ConfigurationError, match="^OTP_AUDIT_LOG: cannot open"):
+        create_app(settings, store=MemoryStore(), gateway=ConsoleGateway())
+    assert _ours() == [before], "a failed open must leave the earlier destination in place"
+
+
 def test_stderr_under_another_wsgi_server_shows_the_decisions() -> None:
     """The real case: ``create_app()`` under wsgiref, over HTTP, with no logging set up."""
     port = free_port()
