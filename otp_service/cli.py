@@ -561,51 +561,62 @@ def _content_setup(signature: str | None, rules: str | None) -> tuple[Any, str |
     return policy, expected
 
 
-def _content_report(report: Any, sources: dict[str, str], as_json: bool) -> None:
+def _finding_json(finding: Any) -> dict[str, Any]:
+    return {
+        "rule": finding.rule,
+        "group": finding.group,
+        "row": finding.row,
+        "severity": finding.severity.value,
+        "action": finding.action.value,
+        "target": finding.target,
+        "start": finding.start,
+        "end": finding.end,
+    }
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    """One report as ``--json`` prints it; ``--many`` prints a list of these, each with ``line``."""
+    return {
+        "rules_version": report.rules_version,
+        "length": report.length,
+        "segments": report.segments,
+        "findings": [_finding_json(f) for f in report.findings],
+    }
+
+
+def _finding_lines(report: Any, sources: dict[str, str]) -> Iterator[str]:
+    """One text line per finding: action, rule, row, severity, position, matched text."""
+    for f in report.findings:
+        # The operator's own text, so showing what matched is safe here (never in the API).
+        matched = sources.get(f.target, "")[f.start : f.end]
+        shown = f" {matched!r}" if matched else ""
+        yield (
+            f"{f.action.value.upper():<5} {f.rule:<28} row {f.row}  {f.severity.value:<8} "
+            f"{f.target}[{f.start}:{f.end}]{shown}  {f.description}"
+        )
+
+
+def _content_exit_code(report: Any) -> int:
+    if report.blocked:
+        return CONTENT_EXIT_BLOCKED
+    return CONTENT_EXIT_FLAGS if report.findings else CONTENT_EXIT_CLEAN
+
+
+def _content_report(report: Any, sources: dict[str, str], as_json: bool) -> NoReturn:
     """Print every finding (rule, row, severity, position) and exit with the documented code."""
     import json
 
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "rules_version": report.rules_version,
-                    "length": report.length,
-                    "segments": report.segments,
-                    "findings": [
-                        {
-                            "rule": f.rule,
-                            "group": f.group,
-                            "row": f.row,
-                            "severity": f.severity.value,
-                            "action": f.action.value,
-                            "target": f.target,
-                            "start": f.start,
-                            "end": f.end,
-                        }
-                        for f in report.findings
-                    ],
-                },
-                ensure_ascii=False,
-            )
-        )
+        click.echo(json.dumps(_report_json(report), ensure_ascii=False))
     else:
-        for f in report.findings:
-            # The operator's own text, so showing what matched is safe here (never in the API).
-            matched = sources.get(f.target, "")[f.start : f.end]
-            shown = f" {matched!r}" if matched else ""
-            click.echo(
-                f"{f.action.value.upper():<5} {f.rule:<28} row {f.row}  {f.severity.value:<8} "
-                f"{f.target}[{f.start}:{f.end}]{shown}  {f.description}"
-            )
+        for line in _finding_lines(report, sources):
+            click.echo(line)
         blocks, flags = len(report.blocking), len(report.flags)
         click.echo(
             f"blocks: {blocks}, flags: {flags}; length {report.length}, "
             f"segments {report.segments}; rules {report.rules_version}"
         )
-    if report.blocked:
-        sys.exit(CONTENT_EXIT_BLOCKED)
-    sys.exit(CONTENT_EXIT_FLAGS if report.findings else CONTENT_EXIT_CLEAN)
+    sys.exit(_content_exit_code(report))
 
 
 @content.command("check", epilog=_CONTENT_EXIT_HELP)
@@ -631,37 +642,87 @@ def content_check(
     _content_report(report, sources, as_json)
 
 
+def _read_text_or_exit(path: str) -> str:
+    """The whole of ``path`` (``-`` is stdin); an unreadable file is a usage error (exit 64)."""
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        click.echo(f"cannot read {path}: {exc}", err=True)
+        sys.exit(CONTENT_EXIT_USAGE)
+
+
 @content.command("lint-template", epilog=_CONTENT_EXIT_HELP)
-@click.argument("template")
+@click.argument("template", required=False)
+@click.option(
+    "--many",
+    "many",
+    metavar="FILE",
+    help="Lint every line of FILE ('-' for stdin) as one template; blank lines are skipped. "
+    "Each finding names its line; the exit code is the worst template's.",
+)
 @click.option(
     "--signature", help="Signature counted in the length (default: OTP_HUAWEI_SIGNATURE)."
 )
 @click.option("--rules", help="Operator rules file (default: OTP_CONTENT_RULES).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def content_lint_template(
-    template: str, signature: str | None, rules: str | None, as_json: bool
+    template: str | None, many: str | None, signature: str | None, rules: str | None, as_json: bool
 ) -> None:
     """Lint TEMPLATE before filing it: a file path, '-' for stdin, or the template text.
 
     ${1}, ${NAME} and {code} are provider variables (a verification template has exactly one);
     other {name} fields are filled in by the service.
     """
-    import os
-
-    if template == "-":
-        text = sys.stdin.read()
-    elif os.path.isfile(template):
-        try:
-            with open(template, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            click.echo(f"cannot read {template}: {exc}", err=True)
-            sys.exit(CONTENT_EXIT_USAGE)
+    if many is not None:
+        if template is not None:
+            raise click.UsageError("give either TEMPLATE or --many FILE, not both")
+        _lint_many(_read_text_or_exit(many), signature, rules, as_json)
+    if template is None:
+        raise click.UsageError("missing TEMPLATE (or --many FILE)")
+    if template == "-" or os.path.isfile(template):
+        text = _read_text_or_exit(template)
     else:
         text = template
     text = text.rstrip("\r\n")
     policy, expected = _content_setup(signature, rules)
     _content_report(policy.lint_template(text, signature=expected), {"template": text}, as_json)
+
+
+def _lint_many(text: str, signature: str | None, rules: str | None, as_json: bool) -> NoReturn:
+    """Lint each non-blank line of ``text`` with one policy; exit with the worst code.
+
+    Line numbers are the file's (blank lines count), so an operator can jump to the line; only
+    ``\\n`` ends a line, as in an editor, so a template may hold other Unicode separators.
+    """
+    import json
+
+    policy, expected = _content_setup(signature, rules)
+    results: list[tuple[int, str, Any]] = [
+        (number, line, policy.lint_template(line, signature=expected))
+        for number, raw in enumerate(text.split("\n"), start=1)
+        if (line := raw.rstrip("\r")).strip()
+    ]
+    if as_json:
+        click.echo(
+            json.dumps(
+                [{"line": number} | _report_json(report) for number, _, report in results],
+                ensure_ascii=False,
+            )
+        )
+    else:
+        for number, line, report in results:
+            for finding_line in _finding_lines(report, {"template": line}):
+                click.echo(f"line {number}: {finding_line}")
+        blocked = sum(1 for *_, report in results if report.blocked)
+        flagged = sum(1 for *_, report in results if report.findings and not report.blocked)
+        click.echo(
+            f"templates: {len(results)}, blocked: {blocked}, flagged: {flagged}, "
+            f"clean: {len(results) - blocked - flagged}; rules {policy.version}"
+        )
+    sys.exit(max((_content_exit_code(report) for *_, report in results), default=0))
 
 
 @main.command("check-provider")

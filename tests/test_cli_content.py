@@ -135,3 +135,105 @@ def test_help_documents_exit_codes() -> None:
         assert result.exit_code == 0
         assert "0 clean, 1 flags only, 2 at least one block" in result.output
         assert "64 usage error" in result.output
+
+
+CLEAN = "您的验证码为${1}，5分钟内有效。"
+BLOCKED = "验证码${1}，回T退订"
+FLAGGED = "您的验证码是${1}，医院挂号专用。"
+
+
+def many_file(tmp_path: Path, *lines: str) -> str:
+    path = tmp_path / "templates.txt"
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("bad", "rule", "exit_code"),
+    [
+        pytest.param(BLOCKED, "marketing.unsubscribe", CONTENT_EXIT_BLOCKED, id="block"),
+        pytest.param(FLAGGED, "medical.health", CONTENT_EXIT_FLAGS, id="flag"),
+    ],
+)
+def test_lint_many_reports_the_line_and_the_bad_templates_exit_code(
+    tmp_path: Path, bad: str, rule: str, exit_code: int
+) -> None:
+    result = invoke("lint-template", "--many", many_file(tmp_path, CLEAN, bad, CLEAN))
+    assert result.exit_code == exit_code, result.output
+    findings = [x for x in result.output.splitlines() if rule in x]
+    assert findings and all(x.startswith("line 2: ") for x in findings)
+    assert "templates: 3" in result.output
+
+
+def test_lint_many_exits_with_the_worst_template(tmp_path: Path) -> None:
+    path = many_file(tmp_path, FLAGGED, BLOCKED, CLEAN)
+    assert invoke("lint-template", "--many", path).exit_code == CONTENT_EXIT_BLOCKED
+    path = many_file(tmp_path, CLEAN, FLAGGED, CLEAN)
+    assert invoke("lint-template", "--many", path).exit_code == CONTENT_EXIT_FLAGS
+    path = many_file(tmp_path, CLEAN, CLEAN)
+    assert invoke("lint-template", "--many", path).exit_code == CONTENT_EXIT_CLEAN
+
+
+def test_lint_many_skips_blank_lines_and_keeps_the_files_line_numbers(tmp_path: Path) -> None:
+    path = many_file(tmp_path, CLEAN, "", "   ", BLOCKED + "\r", "")
+    result = invoke("lint-template", "--many", path, "--json")
+    assert result.exit_code == CONTENT_EXIT_BLOCKED
+    reports = json.loads(result.output)
+    assert [r["line"] for r in reports] == [1, 4]
+    assert reports[0]["findings"] == []
+    (finding,) = reports[1]["findings"]
+    assert finding["rule"] == "marketing.unsubscribe"
+    # the span is in the line without its CR, so it matches the template the operator wrote
+    assert (finding["start"], finding["end"]) == (BLOCKED.index("回T退订"), len(BLOCKED))
+    text = invoke("lint-template", "--many", path).output
+    assert "line 4: BLOCK marketing.unsubscribe" in text
+    assert "'回T退订'" in text
+
+
+def test_lint_many_reads_stdin() -> None:
+    result = invoke("lint-template", "--many", "-", stdin=f"{CLEAN}\n{BLOCKED}\n")
+    assert result.exit_code == CONTENT_EXIT_BLOCKED
+    assert "line 2: BLOCK marketing.unsubscribe" in result.output
+
+
+def test_lint_many_json_has_the_single_template_fields_plus_line(tmp_path: Path) -> None:
+    single = json.loads(invoke("lint-template", BLOCKED, "--json").output)
+    (many,) = json.loads(
+        invoke("lint-template", "--many", many_file(tmp_path, BLOCKED), "--json").output
+    )
+    assert many == {"line": 1} | single
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["lint-template", CLEAN, "--many", "-"], "either TEMPLATE or --many", id="both"
+        ),
+        pytest.param(["lint-template"], "missing TEMPLATE (or --many FILE)", id="neither"),
+    ],
+)
+def test_lint_many_and_a_template_are_mutually_exclusive(args: list[str], message: str) -> None:
+    # 64, not click's 2: in this group 2 means "blocked"
+    result = invoke(*args, stdin=f"{CLEAN}\n")
+    assert result.exit_code == CONTENT_EXIT_USAGE
+    assert message in result.output
+
+
+def test_lint_many_unreadable_file_exits_64(tmp_path: Path) -> None:
+    assert (
+        invoke("lint-template", "--many", str(tmp_path / "missing.txt")).exit_code
+        == CONTENT_EXIT_USAGE
+    )
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"\xff\xfe\xfa\n")
+    assert invoke("lint-template", "--many", str(path)).exit_code == CONTENT_EXIT_USAGE
+
+
+def test_lint_many_gives_one_result_per_template(tmp_path: Path) -> None:
+    templates = [f"{CLEAN}（{i}）" if i % 10 else f"{BLOCKED}（{i}）" for i in range(1_000)]
+    result = invoke("lint-template", "--many", many_file(tmp_path, *templates), "--json")
+    assert result.exit_code == CONTENT_EXIT_BLOCKED
+    reports = json.loads(result.output)
+    assert [r["line"] for r in reports] == list(range(1, 1_001))
+    assert sum(bool(r["findings"]) for r in reports) == 100
