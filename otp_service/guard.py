@@ -27,6 +27,7 @@ from flask.typing import ResponseReturnValue
 
 from otp_service.api import bp as api_blueprint
 from otp_service.api import client_ip
+from otp_service.audit import attach_audit_log
 from otp_service.core.policy import parse_windows, subnet_of
 from otp_service.core.purpose import validate_purpose
 from otp_service.errors import ConfigurationError, InvalidRequest, OtpError, TokenInvalid
@@ -155,6 +156,10 @@ class OtpGuard:
             raise RuntimeError("otp-service is already set up on this app")
         app.extensions[SERVICE_KEY] = service or self._service or OtpService(self.settings_for(app))
         app.extensions[GUARD_KEY] = self
+        destination = app.extensions[SERVICE_KEY].settings.audit_log
+        if destination != "off":
+            # Opt-in only: a host that set nothing keeps the logging it configured.
+            attach_audit_log(destination)
         if self.url_prefix is not None:
             app.register_blueprint(api_blueprint, url_prefix=self.url_prefix)
             # The mounted API answers as the sidecar does: same bodies, same request ids.

@@ -189,3 +189,24 @@ def test_stderr_under_another_wsgi_server_shows_the_decisions() -> None:
     assert [r["event"] for r in sends] == ["send"]
     assert sends[0]["outcome"] == "accepted"
     assert PHONE not in stderr
+
+
+def test_the_guard_honours_the_setting_when_set(tmp_path: Path) -> None:
+    from flask import Flask
+
+    from otp_service import OtpGuard
+
+    path = tmp_path / "guard-audit.log"
+    host = Flask("host")
+    host.config.update(
+        OTP_ENV="testing",
+        OTP_SECRET_KEY=TEST_SECRET,
+        OTP_CAPTCHA_MODE="off",
+        OTP_AUDIT_LOG=str(path),
+    )
+    OtpGuard(host, url_prefix="/otp")
+    answer = host.test_client().post("/otp/send-code", json={"phone": PHONE})
+    assert answer.status_code == 202
+    sends = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["event"] for line in sends if line["logger"] == "otp_service.audit"] == ["send"]
+    assert PHONE not in path.read_text()

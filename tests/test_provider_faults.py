@@ -269,3 +269,30 @@ def test_account_and_configuration_faults_are_counted_as_operator_problems(
         assert counted == (1 if operator else 0)
     finally:
         gateway.close()
+
+
+def test_an_idempotent_replay_of_an_operator_problem_stays_one(
+    huawei_sim_factory: Callable[..., HuaweiSimulator],
+    settings_factory: Callable[..., Settings],
+    fake_clock: FakeClock,
+    audit: Capture,
+) -> None:
+    """The stored first answer keeps ``operator_problem``: the replay's line says it too."""
+    sim = huawei_sim_factory(allowed_ips=frozenset({"192.0.2.10"})).start()
+    settings = settings_factory(**sim.settings_overrides())
+    gateway = HuaweiSmsGateway.from_settings(settings, sleep=lambda _: None)
+    try:
+        client = create_app(
+            settings, store=MemoryStore(), gateway=gateway, clock=fake_clock
+        ).test_client()
+        for _ in range(2):
+            response = client.post(
+                "/send-code", json={"phone": PHONE}, headers={"Idempotency-Key": "k-620"}
+            )
+            assert response.get_json()["provider_code"] == "E000620"
+        assert sim.received == 1
+        lines = [json.loads(text) for text in audit.lines]
+        assert [line.get("operator_problem") for line in lines] == [True, True]
+        assert lines[1]["idempotency"] == "replayed"
+    finally:
+        gateway.close()
