@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import textwrap
@@ -25,6 +24,7 @@ from otp_service.errors import ConfigurationError
 from otp_service.settings import Settings
 from otp_service.store import MemoryStore
 from tests.conftest import TEST_SECRET
+from tests.processes import child_environ, stop_and_read
 from tests.redis_server import free_port
 
 PHONE = "+8613812345678"
@@ -146,9 +146,7 @@ def test_stderr_under_another_wsgi_server_shows_the_decisions() -> None:
         make_server("127.0.0.1", {port}, create_app(), handler_class=Quiet).serve_forever()
         """
     )
-    base = {name: os.environ[name] for name in ("PATH", "HOME", "PYTHONPATH") if name in os.environ}
     environ = {
-        **base,
         "OTP_ENV": "testing",
         "OTP_SECRET_KEY": TEST_SECRET,
         "OTP_CAPTCHA_MODE": "off",
@@ -156,7 +154,7 @@ def test_stderr_under_another_wsgi_server_shows_the_decisions() -> None:
     }
     process = subprocess.Popen(  # noqa: S603 - our own interpreter
         [sys.executable, "-c", program],
-        env=environ,
+        env=child_environ(environ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -178,12 +176,7 @@ def test_stderr_under_another_wsgi_server_shows_the_decisions() -> None:
                     raise
                 time.sleep(0.1)
     finally:
-        process.terminate()
-        try:
-            _, stderr = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, stderr = process.communicate(timeout=5)
+        stderr = stop_and_read(process)
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     sends = [r for r in records if r.get("logger") == "otp_service.audit"]
     assert [r["event"] for r in sends] == ["send"]

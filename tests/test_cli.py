@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from otp_service.cli import main
 from otp_service.core.keys import phone_tag
 from otp_service.settings import Settings
 from tests.conftest import TEST_SECRET
+from tests.processes import child_environ, stop_and_read
 from tests.redis_server import free_port
 from tests.test_settings import PRODUCTION
 
@@ -208,10 +208,9 @@ def _fresh_process(
     *args: str, environ: dict[str, str], timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
     """``python -m otp_service ARGS`` in a process of its own, with only ``environ`` set."""
-    base = {name: os.environ[name] for name in ("PATH", "HOME", "PYTHONPATH") if name in os.environ}
     return subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "otp_service", *args],
-        env={**base, **environ},
+        env=child_environ(environ),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -259,10 +258,9 @@ def _serving(args: list[str], environ: dict[str, str], port: int) -> tuple[int, 
     Returns the health answer's status (0 if the process exited before answering) and the
     process's output.
     """
-    base = {name: os.environ[name] for name in ("PATH", "HOME", "PYTHONPATH") if name in os.environ}
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "otp_service", *args],
-        env={**base, **environ},
+        env=child_environ(environ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -280,12 +278,7 @@ def _serving(args: list[str], environ: dict[str, str], port: int) -> tuple[int, 
             except OSError:
                 time.sleep(0.1)
     finally:
-        process.terminate()
-        try:
-            output, _ = process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate(timeout=5)
+        output = stop_and_read(process, grace=15)
     return status, output
 
 
